@@ -1,0 +1,98 @@
+"""Strict construction of frozen config dataclasses from YAML-like dicts.
+
+Unknown keys and values of the wrong type are ConfigErrors naming the dotted field, the bad
+value and what is allowed. Field-level choices are declared with ``choice(...)`` metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from autocompress.errors import invalid
+
+T = TypeVar("T")
+
+
+def choice(default: Any, options: tuple[Any, ...]) -> Any:
+    """A dataclass field whose value must be one of ``options``."""
+    return dataclasses.field(default=default, metadata={"choices": options})
+
+
+def build(cls: type[T], raw: Any, where: str) -> T:
+    """Build dataclass ``cls`` from ``raw`` (a mapping), recursively and strictly."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise invalid(where, raw, "a mapping with keys " + ", ".join(_names(cls)))
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise invalid(f"{where}.{unknown[0]}" if where else unknown[0], raw[unknown[0]],
+                      "keys " + ", ".join(_names(cls)))
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in raw.items():
+        path = f"{where}.{name}" if where else name
+        values[name] = _convert(value, hints[name], path)
+        options = fields[name].metadata.get("choices")
+        if options is not None and values[name] not in options:
+            raise invalid(path, value, options)
+    return cls(**values)
+
+
+def _names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _convert(value: Any, hint: Any, where: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, where)
+    if hint is Any:
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise invalid(where, value, "a list")
+        return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (dict, Mapping) or hint is dict:
+        if not isinstance(value, Mapping):
+            raise invalid(where, value, "a mapping")
+        return dict(value)
+    return _scalar(value, hint, where)
+
+
+def _scalar(value: Any, hint: Any, where: str) -> Any:
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML reads 1e-3 as a string
+        except ValueError:
+            pass
+    if hint is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(hint, type) and isinstance(value, hint) and not (
+        hint is int and isinstance(value, bool)
+    ):
+        return value
+    raise invalid(where, value, f"a value of type {getattr(hint, '__name__', hint)}")
+
+
+def to_dict(obj: Any) -> Any:
+    """A config dataclass as plain dicts/lists (YAML / JSON ready)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, Mapping):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj

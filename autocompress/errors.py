@@ -1,0 +1,37 @@
+"""Errors that are the user's to fix: the CLI prints them on one line and exits with code 2."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class AutocompressError(Exception):
+    """Base class of every error whose message is meant for the user."""
+
+
+class ConfigError(AutocompressError, ValueError):
+    """A recipe, search space, budget or CLI value is invalid."""
+
+
+class PlanError(AutocompressError, ValueError):
+    """A compression plan cannot be applied to the model it was given."""
+
+
+class ArtifactError(AutocompressError, OSError):
+    """A compressed artifact is missing, damaged or of an unknown version."""
+
+
+def invalid(field: str, value: object, allowed: str | Iterable[object]) -> ConfigError:
+    """Build a ConfigError naming the field, the bad value and what is allowed.
+
+    Args:
+        field: Dotted path of the offending field, e.g. ``search.sampler``.
+        value: The value that was given.
+        allowed: A description of the valid values, or an iterable of them.
+
+    Returns:
+        The error, for the caller to raise.
+    """
+    if not isinstance(allowed, str):
+        allowed = "one of " + ", ".join(repr(a) for a in allowed)
+    return ConfigError(f"{field}: invalid value {value!r}; allowed: {allowed}")

@@ -1,0 +1,170 @@
+"""The compressed artifact: the model exactly as compressed, in one safetensors file.
+
+Layout: a safetensors file whose metadata holds a JSON spec (format version, the base model's
+factory, every parameterised module's constructor arguments, how each tensor is encoded, and a
+checksum of the tensor data). Pruned layers are stored at their pruned shapes, low-rank layers as
+their factors, quantized weights as packed integer codes plus per-channel scales. Loading builds
+the base model from its factory, swaps in the described modules and fills the tensors: nothing
+is unpickled. Size budgets are the bytes of this file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+from autocompress.errors import ArtifactError
+from autocompress.export.modules import build, describe
+from autocompress.export.packing import pack_codes, unpack_codes
+from autocompress.methods.layers import (
+    INT_BITS,
+    QuantConv2d,
+    QuantLinear,
+    dequantize_codes,
+    quantize_weight,
+)
+
+FORMAT, VERSION = "autocompress-artifact", 1
+BASE_ATTR = "_autocompress_base"
+
+
+def model_ref(model: nn.Module) -> dict[str, Any]:
+    """The factory reference (``{"model": name, "kwargs": {...}}``) a zoo model was built from."""
+    ref = getattr(model, BASE_ATTR, None)
+    if ref is None:
+        raise ArtifactError(
+            "model has no base reference: build it with autocompress.zoo.build_model or pass "
+            "base={'model': 'package.module:factory', 'kwargs': {...}}"
+        )
+    return ref
+
+
+def to_bytes(model: nn.Module, base: dict | None = None, extra: dict | None = None) -> bytes:
+    """Serialise ``model`` as a compressed artifact and return the file's bytes."""
+    base = base or model_ref(model)
+    tensors, encodings = _encode_tensors(model)
+    spec = {
+        "format": FORMAT,
+        "version": VERSION,
+        "base": base,
+        "modules": describe(model),
+        "encodings": encodings,
+        "checksum": _checksum(tensors),
+        "extra": extra or {},
+    }
+    return st_save(tensors, metadata={"autocompress": json.dumps(spec, sort_keys=True)})
+
+
+def save_compressed(model: nn.Module, path: str | os.PathLike, base: dict | None = None,
+                    extra: dict | None = None) -> int:
+    """Write the artifact to ``path`` and return its size in bytes."""
+    data = to_bytes(model, base, extra)
+    with open(path, "wb") as f:
+        f.write(data)
+    return len(data)
+
+
+def load_compressed(path: str | os.PathLike) -> nn.Module:
+    """Rebuild the compressed model from an artifact file (in eval mode)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot read artifact: {exc.strerror or exc}") from None
+    return from_bytes(data, str(path))
+
+
+def read_spec(path: str | os.PathLike) -> dict[str, Any]:
+    """The artifact's JSON spec (base model, modules, encodings, extra info)."""
+    with open(path, "rb") as f:
+        return _parse(f.read(), str(path))[1]
+
+
+def from_bytes(data: bytes, where: str = "artifact") -> nn.Module:
+    """Rebuild a model from artifact bytes."""
+    from autocompress.zoo import build_model
+
+    tensors, spec = _parse(data, where)
+    model = build_model(spec["base"]["model"], **spec["base"].get("kwargs", {}))
+    for entry in sorted(spec["modules"], key=lambda e: e["name"].count(".")):
+        if entry["name"]:
+            model.set_submodule(entry["name"], build(entry))
+    state = _decode_tensors(tensors, spec["encodings"])
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ArtifactError(f"{where}: tensors do not match the described model: {exc}") from None
+    setattr(model, BASE_ATTR, spec["base"])
+    return model.eval()
+
+
+def _parse(data: bytes, where: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    try:
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + header_len])
+        spec = json.loads(header["__metadata__"]["autocompress"])
+        tensors = st_load(data)
+    except (SafetensorError, ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{where}: not a valid autocompress artifact ({exc})") from None
+    if spec.get("format") != FORMAT or spec.get("version") != VERSION:
+        raise ArtifactError(
+            f"{where}: unsupported artifact {spec.get('format')!r} v{spec.get('version')}; "
+            f"this autocompress reads {FORMAT} v{VERSION}"
+        )
+    if _checksum(tensors) != spec.get("checksum"):
+        raise ArtifactError(f"{where}: artifact is damaged (tensor checksum mismatch)")
+    return tensors, spec
+
+
+def _checksum(tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        digest.update(key.encode())
+        digest.update(tensors[key].contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _encode_tensors(model: nn.Module):
+    tensors: dict[str, torch.Tensor] = {}
+    encodings: dict[str, dict[str, Any]] = {}
+    quant = {f"{n}.weight": m for n, m in model.named_modules()
+             if isinstance(m, (QuantLinear, QuantConv2d)) and m.bits != 32}
+    for key, value in model.state_dict().items():
+        value = value.detach().cpu().contiguous()
+        layer = quant.get(key)
+        if layer is None:
+            tensors[key] = value.clone()
+        elif layer.bits == 16:
+            tensors[key] = value.half()
+            encodings[key] = {"bits": 16}
+        else:
+            codes, scale = quantize_weight(value, layer.bits, layer.per_channel)
+            tensors[f"{key}.codes"] = torch.from_numpy(pack_codes(codes.numpy(), layer.bits))
+            tensors[f"{key}.scale"] = scale.float().reshape(-1).contiguous()
+            encodings[key] = {"bits": layer.bits, "shape": list(value.shape)}
+    return tensors, encodings
+
+
+def _decode_tensors(tensors: dict[str, torch.Tensor], encodings: dict[str, Any]):
+    state = {k: v for k, v in tensors.items() if not k.endswith((".codes", ".scale"))}
+    for key, enc in encodings.items():
+        bits = enc["bits"]
+        if bits == 16:
+            state[key] = tensors[key].float()
+            continue
+        if bits not in INT_BITS:
+            raise ArtifactError(f"artifact: {key} has unsupported bit width {bits}")
+        shape = enc["shape"]
+        codes = unpack_codes(tensors[f"{key}.codes"].numpy(), bits, int(np.prod(shape)))
+        scale = tensors[f"{key}.scale"].reshape(-1, *([1] * (len(shape) - 1)))
+        state[key] = dequantize_codes(torch.from_numpy(codes).reshape(shape), scale, bits)
+    return state

@@ -1,0 +1,92 @@
+"""Budgets: strict parsing of ``metric<=limit[@target]`` and Optuna-style violations."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from autocompress.errors import ConfigError
+
+# metric -> the comparison it admits (cost metrics are upper-bounded, quality lower-bounded)
+METRICS = {
+    "latency_ms": "<=",
+    "size_kb": "<=",
+    "size_bytes": "<=",
+    "params": "<=",
+    "macs": "<=",
+    "accuracy": ">=",
+}
+_PATTERN = re.compile(r"^\s*([a-z_]+)\s*(<=|>=)\s*([^@\s]+)\s*(?:@\s*([A-Za-z0-9_.:-]+))?\s*$")
+SYNTAX = "METRIC<=LIMIT[@TARGET] (or accuracy>=LIMIT), e.g. latency_ms<=2 or size_kb<=60"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """An upper (or, for accuracy, lower) bound on one measured metric.
+
+    Attributes:
+        metric: One of :data:`METRICS`.
+        op: ``<=`` or ``>=``.
+        limit: The bound.
+        target: The hardware target the metric is measured on (None = the recipe's default).
+    """
+
+    metric: str
+    op: str
+    limit: float
+    target: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Budget:
+        """Parse ``latency_ms<=2``, ``size_kb<=60``, ``accuracy>=0.95``, ``latency_ms<=2@cpu``."""
+        match = _PATTERN.match(str(text))
+        if not match:
+            raise ConfigError(f"budget {text!r}: cannot parse; expected {SYNTAX}")
+        metric, op, raw, target = match.groups()
+        if metric not in METRICS:
+            raise ConfigError(
+                f"budget {text!r}: unknown metric {metric!r}; allowed: {', '.join(METRICS)}"
+            )
+        if op != METRICS[metric]:
+            raise ConfigError(f"budget {text!r}: {metric} takes {METRICS[metric]}, not {op}")
+        try:
+            limit = float(raw)
+        except ValueError:
+            raise ConfigError(f"budget {text!r}: limit {raw!r} is not a number") from None
+        if limit < 0 or limit != limit:
+            raise ConfigError(f"budget {text!r}: limit must be a number >= 0")
+        return cls(metric, op, limit, target)
+
+    def violation(self, value: float) -> float:
+        """Optuna's convention: > 0 is infeasible, relative to the limit so budgets compare."""
+        excess = value - self.limit if self.op == "<=" else self.limit - value
+        return excess / self.limit if self.limit > 0 else excess
+
+    def __str__(self) -> str:
+        suffix = f"@{self.target}" if self.target else ""
+        return f"{self.metric}{self.op}{self.limit:g}{suffix}"
+
+
+def parse_budgets(texts: Iterable[str]) -> tuple[Budget, ...]:
+    """Parse several budget expressions; a later one on the same metric replaces an earlier."""
+    by_metric = {}
+    for text in texts:
+        budget = Budget.parse(text)
+        by_metric[(budget.metric, budget.target)] = budget
+    return tuple(by_metric.values())
+
+
+def violations(budgets: Iterable[Budget], metrics: Mapping[str, float]) -> list[float]:
+    """The violation of each budget given measured metrics (missing metric -> error)."""
+    out = []
+    for budget in budgets:
+        if budget.metric not in metrics:
+            raise KeyError(f"budget {budget}: metric {budget.metric!r} was not measured")
+        out.append(budget.violation(float(metrics[budget.metric])))
+    return out
+
+
+def is_feasible(values: Iterable[float]) -> bool:
+    """True when every violation is <= 0."""
+    return all(v <= 0 for v in values)

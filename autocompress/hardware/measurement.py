@@ -1,0 +1,48 @@
+"""Measurement: what a profiler reports about one model on one target."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Measured and counted costs of a model.
+
+    Attributes:
+        params: Number of parameters.
+        macs: Multiply-accumulates of one sample's forward pass.
+        weight_bytes: Bytes of the weights at their planned bit widths (no container overhead).
+        size_bytes: Bytes of the compressed artifact file (the size budgets use).
+        latency_ms: Median latency of one batch, in milliseconds (None when not measured).
+        latency_p90_ms: 90th percentile latency.
+        latency_spread: Interquartile range divided by the median (noise indicator).
+        runs: Number of timed runs.
+        batch_size: Batch size of the timed runs.
+        threads: Intra-op threads used.
+        runtime: Runtime and its version, e.g. ``torch 2.13.0+cpu``.
+    """
+
+    params: int
+    macs: int
+    weight_bytes: int
+    size_bytes: int
+    latency_ms: float | None = None
+    latency_p90_ms: float | None = None
+    latency_spread: float | None = None
+    runs: int = 0
+    batch_size: int = 1
+    threads: int = 1
+    runtime: str = ""
+
+    @property
+    def size_kb(self) -> float:
+        """Artifact size in KiB (1 KB = 1024 bytes, as in the compression literature)."""
+        return self.size_bytes / 1024
+
+    def metrics(self) -> dict[str, float]:
+        """Numeric fields as a flat dict (for budgets, Tune results and MLflow)."""
+        out = {k: v for k, v in dataclasses.asdict(self).items() if isinstance(v, (int, float))}
+        out["size_kb"] = self.size_kb
+        return {k: float(v) for k, v in out.items() if v is not None}

@@ -1,0 +1,163 @@
+"""Method configs as data, and the registry that maps a method name to its config and transform.
+
+Every compression method is one frozen dataclass (its knobs) plus one ``apply`` function. The
+dataclass validates itself, converts to and from a plain dict (strings included, because MLflow
+params come back as strings), and knows its *stage*: within a layer, methods run in the order
+prune (0) -> factorize / replace filters (1) -> share or quantize (2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from torch import nn
+
+from autocompress.errors import ConfigError, invalid
+
+PRUNE, FACTORIZE, QUANTIZE = 0, 1, 2
+STAGE_NAMES = {PRUNE: "prune", FACTORIZE: "factorize", QUANTIZE: "quantize"}
+
+C = TypeVar("C", bound="MethodConfig")
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Base of every method's config: a frozen, validated, dict-convertible value."""
+
+    method: ClassVar[str] = ""
+    stage: ClassVar[int] = PRUNE
+
+    def is_identity(self) -> bool:
+        """Return True when applying this config would leave the layer unchanged."""
+        return False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config as a plain dict of its fields."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[C], data: Mapping[str, Any], where: str = "") -> C:
+        """Build a config from a dict, coercing strings; unknown keys are errors.
+
+        Args:
+            data: Field values, possibly as strings (MLflow params).
+            where: Dotted location used in error messages.
+
+        Returns:
+            The validated config.
+        """
+        where = where or cls.method
+        if not isinstance(data, Mapping):
+            raise invalid(where, data, f"a mapping of {sorted(_field_types(cls))}")
+        types = _field_types(cls)
+        unknown = sorted(set(data) - set(types))
+        if unknown:
+            raise invalid(f"{where}.{unknown[0]}", data[unknown[0]], f"fields {sorted(types)}")
+        values = {k: _coerce(v, types[k], f"{where}.{k}") for k, v in data.items()}
+        return cls(**values)
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(value: Any, type_: Any, where: str) -> Any:
+    """Coerce ``value`` (possibly a string) to ``type_`` (bool, int, float, str or Optional)."""
+    args = typing.get_args(type_)
+    if type(None) in args:
+        if value is None or value == "None":
+            return None
+        type_ = next(a for a in args if a is not type(None))
+    try:
+        if type_ is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false"):
+                    raise ValueError(value)
+                return value.lower() == "true"
+            return bool(value)
+        if type_ is int:
+            as_float = float(value)
+            if as_float != int(as_float):
+                raise ValueError(value)
+            return int(as_float)
+        if type_ is float:
+            return float(value)
+        return type_(value)
+    except (TypeError, ValueError):
+        raise invalid(where, value, f"a value of type {getattr(type_, '__name__', type_)}") from None
+
+
+def check_range(where: str, value: float, low: float, high: float, *, high_open: bool = False):
+    """Raise a ConfigError unless ``low <= value <= high`` (or ``< high`` when high_open)."""
+    ok = low <= value < high if high_open else low <= value <= high
+    if not ok:
+        bracket = ")" if high_open else "]"
+        raise invalid(where, value, f"a number in [{low}, {high}{bracket}")
+
+
+@dataclass(frozen=True)
+class ApplyContext:
+    """What a transform may need besides the model: example inputs and protected layers."""
+
+    example_inputs: Any
+    output_layers: frozenset[str] = frozenset()
+
+
+ApplyFn = Callable[[nn.Module, Mapping[str, MethodConfig], ApplyContext], None]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method: its config class, the layer types it accepts and its transform.
+
+    ``apply(model, {layer_name: config}, ctx)`` transforms ``model`` in place (the caller owns a
+    copy). Transforms are model-level so that dependency-aware ones (structured pruning) can act
+    on all their layers at once.
+    """
+
+    config: type[MethodConfig]
+    layer_types: tuple[type[nn.Module], ...]
+    apply: ApplyFn
+    prunes_outputs: bool = False
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Register ``method`` under its config's name; a second registration is an error."""
+    name = method.config.method
+    if name in METHODS:
+        raise ValueError(f"method {name!r} is already registered")
+    METHODS[name] = method
+    return method
+
+
+def get_method(name: str, where: str = "method") -> Method:
+    """Look a method up by name, failing with the list of valid names."""
+    from autocompress import methods as _  # noqa: F401  (registers the built-in methods)
+
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise invalid(where, name, sorted(METHODS)) from None
+
+
+__all__ = [
+    "ApplyContext",
+    "ConfigError",
+    "FACTORIZE",
+    "METHODS",
+    "Method",
+    "MethodConfig",
+    "PRUNE",
+    "QUANTIZE",
+    "check_range",
+    "get_method",
+    "register",
+]

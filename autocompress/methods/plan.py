@@ -1,0 +1,134 @@
+"""CompressionPlan: the concrete, serialisable per-layer choices of one candidate.
+
+The plan's dict form is the same value everywhere: the Ray Tune trial config (keys nested with
+``/``), the MLflow params (flattened with ``/``) and YAML::
+
+    {"layers": {"features.0": {"prune": {"ratio": 0.25}, "quantize": {"bits": 4}}},
+     "distillation": {"temperature": 4.0, "alpha": 0.5}}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from autocompress.errors import PlanError
+from autocompress.methods.base import STAGE_NAMES, MethodConfig, get_method
+from autocompress.methods.distillation import DistillConfig
+
+SEP = "/"
+
+
+@dataclass(frozen=True)
+class CompressionPlan:
+    """Per-layer method configs, in stage order, plus the distillation settings.
+
+    Attributes:
+        layers: Layer name -> configs, ordered prune -> factorize -> quantize.
+        distillation: Distillation settings for fine-tuning; None trains on hard labels only.
+    """
+
+    layers: Mapping[str, tuple[MethodConfig, ...]] = field(default_factory=dict)
+    distillation: DistillConfig | None = None
+
+    def __post_init__(self):
+        for name, configs in self.layers.items():
+            _check_combination(name, configs)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CompressionPlan:
+        """Build a plan from its dict form; identity choices (ratio 0, 32 bits...) are dropped."""
+        unknown = set(data) - {"layers", "distillation"}
+        if unknown:
+            raise PlanError(f"plan: unknown key {sorted(unknown)[0]!r}; allowed: layers, distillation")
+        layers = {}
+        for name, methods in (data.get("layers") or {}).items():
+            configs = [
+                get_method(m, f"layers.{name}").config.from_dict(v or {}, f"layers.{name}.{m}")
+                for m, v in methods.items()
+            ]
+            configs = sorted((c for c in configs if not c.is_identity()), key=lambda c: c.stage)
+            if configs:
+                layers[name] = tuple(configs)
+        distill = data.get("distillation")
+        return cls(layers, DistillConfig.from_dict(distill) if distill is not None else None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as plain nested dicts (YAML / JSON ready)."""
+        out: dict[str, Any] = {
+            "layers": {n: {c.method: c.to_dict() for c in cs} for n, cs in self.layers.items()}
+        }
+        if self.distillation is not None:
+            out["distillation"] = self.distillation.to_dict()
+        return out
+
+    def to_params(self) -> dict[str, str]:
+        """Flatten to ``{"layers/fc1/prune/ratio": "0.5", ...}`` (MLflow params)."""
+        return {k: str(v) for k, v in _flatten(self.to_dict()).items()}
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> CompressionPlan:
+        """Inverse of :meth:`to_params`; keys that are not plan keys are ignored."""
+        nested: dict[str, Any] = {}
+        for key, value in params.items():
+            parts = key.split(SEP)
+            if parts[0] not in ("layers", "distillation"):
+                continue
+            node = nested
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = value
+        return cls.from_dict(nested)
+
+    def check(self, model: nn.Module) -> None:
+        """Raise a PlanError if a layer is unknown or a method does not apply to its type."""
+        modules = dict(model.named_modules())
+        for name, configs in self.layers.items():
+            if name not in modules:
+                raise PlanError(f"{name}: no such layer in the model")
+            for config in configs:
+                types = get_method(config.method).layer_types
+                if not isinstance(modules[name], types):
+                    allowed = ", ".join(t.__name__ for t in types)
+                    raise PlanError(
+                        f"{name}: {config.method} applies to {allowed}, "
+                        f"not {type(modules[name]).__name__}"
+                    )
+
+    def summary(self) -> str:
+        """A short human-readable description, one clause per compressed layer."""
+        parts = [
+            f"{n}[" + ",".join(f"{c.method}:{_short(c)}" for c in cs) + "]"
+            for n, cs in self.layers.items()
+        ]
+        return "; ".join(parts) or "uncompressed"
+
+
+def _check_combination(name: str, configs: tuple[MethodConfig, ...]) -> None:
+    stages = [c.stage for c in configs]
+    if stages != sorted(stages):
+        raise PlanError(f"{name}: methods must be ordered prune -> factorize -> quantize")
+    for stage in set(stages):
+        if stages.count(stage) > 1:
+            clash = [c.method for c in configs if c.stage == stage]
+            raise PlanError(
+                f"{name}: at most one {STAGE_NAMES[stage]} method per layer, got {clash}"
+            )
+
+
+def _short(config: MethodConfig) -> str:
+    return "/".join(str(v) for v in config.to_dict().values())
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{SEP}{key}" if prefix else key
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, path))
+        else:
+            flat[path] = value
+    return flat

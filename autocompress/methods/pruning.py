@@ -1,0 +1,95 @@
+"""Structured channel pruning through Torch-Pruning's dependency graph.
+
+Channels are removed physically: the pruned model has smaller weight tensors, and layers coupled
+through residual additions, concatenations or grouped convolutions are pruned together.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from autocompress.errors import PlanError, invalid
+from autocompress.methods.base import (
+    PRUNE,
+    ApplyContext,
+    Method,
+    MethodConfig,
+    check_range,
+    register,
+)
+
+IMPORTANCES = ("l1", "l2")
+
+
+@dataclass(frozen=True)
+class PruneConfig(MethodConfig):
+    """Remove a fraction of a layer's output channels (filters / neurons).
+
+    Attributes:
+        ratio: Fraction of output channels to remove, in [0, 1).
+        importance: Channel importance: ``l1`` or ``l2`` norm of the channel's weights,
+            summed over every layer coupled with it.
+        round_to: Keep a multiple of this many channels (hardware-friendly widths).
+    """
+
+    method = "prune"
+    stage = PRUNE
+    ratio: float = 0.0
+    importance: str = "l2"
+    round_to: int = 1
+
+    def __post_init__(self):
+        check_range("prune.ratio", self.ratio, 0.0, 1.0, high_open=True)
+        if self.importance not in IMPORTANCES:
+            raise invalid("prune.importance", self.importance, IMPORTANCES)
+        if self.round_to < 1:
+            raise invalid("prune.round_to", self.round_to, "an integer >= 1")
+
+    def is_identity(self) -> bool:
+        return self.ratio == 0.0
+
+
+def apply_prune(model: nn.Module, targets: Mapping[str, PruneConfig], ctx: ApplyContext) -> None:
+    """Prune every target layer's output channels, dependency-aware, in place.
+
+    Layers that share importance and rounding are pruned in one pass of Torch-Pruning; the
+    model's output layers are never pruned (their width is the task's).
+    """
+    for name in targets:
+        if name in ctx.output_layers:
+            raise PlanError(f"{name}: prune is not allowed on an output layer (its width is fixed)")
+    groups: dict[tuple[str, int], dict[str, PruneConfig]] = defaultdict(dict)
+    for name, config in targets.items():
+        groups[(config.importance, config.round_to)][name] = config
+    for (importance, round_to), group in groups.items():
+        _prune_group(model, group, importance, round_to, ctx)
+
+
+def _prune_group(model, group, importance, round_to, ctx) -> None:
+    ratios = {model.get_submodule(name): config.ratio for name, config in group.items()}
+    ignored = [model.get_submodule(name) for name in ctx.output_layers]
+    was_training = model.training
+    model.eval()
+    pruner = tp.pruner.BasePruner(
+        model,
+        ctx.example_inputs,
+        importance=tp.importance.GroupMagnitudeImportance(p=1 if importance == "l1" else 2),
+        pruning_ratio=0.0,
+        pruning_ratio_dict=ratios,
+        ignored_layers=ignored,
+        round_to=None if round_to == 1 else round_to,
+    )
+    with torch.no_grad():
+        pruner.step()
+    model.train(was_training)
+
+
+PRUNE_METHOD = register(
+    Method(PruneConfig, (nn.Linear, nn.Conv2d), apply_prune, prunes_outputs=True)
+)

@@ -1,0 +1,176 @@
+"""Recipe: everything one search needs, parsed strictly from YAML into frozen dataclasses."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autocompress.config import build, choice, to_dict
+from autocompress.errors import ConfigError, invalid
+from autocompress.hardware.budget import Budget, parse_budgets
+from autocompress.methods import DistillConfig
+
+SAMPLERS = ("tpe", "nsga2", "random")
+SCHEDULERS = ("asha", "none")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+TARGETS = ("cpu-torch",)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """How to train the baseline when the recipe gives no checkpoint."""
+
+    epochs: int = 10
+    lr: float = 1e-3
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The trained model to compress: a zoo name or ``package.module:factory``."""
+
+    name: str = ""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The dataset: a zoo name or ``package.module:function`` returning DatasetSplits."""
+
+    name: str = ""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """The target that latency is measured on, and the measurement protocol."""
+
+    target: str = choice("cpu-torch", TARGETS)
+    threads: int = 1
+    batch_size: int = 1
+    warmup: int = 10
+    repeats: int = 50
+    max_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Fine-tuning of each candidate (with distillation from the original model)."""
+
+    epochs: int = 3
+    optimizer: str = choice("adam", OPTIMIZERS)
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    distillation: DistillConfig | None = field(default_factory=DistillConfig)
+    limit_train_batches: int | None = None
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """The Ray Tune + Optuna search."""
+
+    trials: int = 16
+    concurrency: int = 2
+    sampler: str = choice("tpe", SAMPLERS)
+    seed: int = 0
+    scheduler: str = choice("asha", SCHEDULERS)
+    grace_period: int = 1
+    reduction_factor: int = 2
+    storage: str = "autocompress_runs"
+    cpus_per_trial: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Where trials are recorded (MLflow)."""
+
+    uri: str = "sqlite:///mlruns.db"
+    experiment: str | None = None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A whole search: model, data, space, budgets, hardware, training, search and tracking."""
+
+    name: str
+    model: ModelConfig
+    data: DataConfig
+    space: str
+    budgets: tuple[str, ...] = ()
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    base_dir: str = "."
+
+    def __post_init__(self):
+        parse_budgets(self.budgets)  # fail early on a bad expression
+        for name in ("trials", "concurrency", "grace_period"):
+            if getattr(self.search, name) < 1:
+                raise invalid(f"search.{name}", getattr(self.search, name), "an integer >= 1")
+        if self.search.reduction_factor < 2:
+            raise invalid("search.reduction_factor", self.search.reduction_factor, "an integer >= 2")
+        if self.training.epochs < 1:
+            raise invalid("training.epochs", self.training.epochs, "an integer >= 1")
+        if not self.model.name:
+            raise invalid("model.name", self.model.name, "a zoo model name or package.module:fn")
+        if not self.data.name:
+            raise invalid("data.name", self.data.name, "a zoo dataset name or package.module:fn")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Recipe:
+        """Load a recipe; relative paths in it are relative to the recipe file."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"recipe: file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"recipe {path}: invalid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"recipe {path}: expected a mapping at the top level")
+        raw.setdefault("name", path.stem)
+        raw["base_dir"] = str(path.resolve().parent)
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Recipe:
+        """Validate a recipe given as a dict."""
+        for required in ("model", "data", "space"):
+            if required not in raw:
+                raise ConfigError(f"recipe: missing required key {required!r}")
+        return build(cls, raw, "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recipe as plain dicts (round-trips through :meth:`from_dict`)."""
+        return to_dict(self)
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the recipe, resolved against the recipe's folder."""
+        candidate = Path(relative).expanduser()
+        return candidate if candidate.is_absolute() else Path(self.base_dir) / candidate
+
+    @property
+    def experiment(self) -> str:
+        """The MLflow experiment name (defaults to the recipe's name)."""
+        return self.tracking.experiment or self.name
+
+    def parsed_budgets(self) -> tuple[Budget, ...]:
+        """The budgets as Budget objects."""
+        return parse_budgets(self.budgets)
+
+    def replace(self, **sections: Any) -> Recipe:
+        """A copy with top-level fields replaced; nested dicts update their section."""
+        updates = {}
+        for key, value in sections.items():
+            current = getattr(self, key)
+            if isinstance(value, dict) and dataclasses.is_dataclass(current):
+                value = dataclasses.replace(current, **value)
+            updates[key] = value
+        return dataclasses.replace(self, **updates)

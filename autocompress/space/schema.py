@@ -1,0 +1,131 @@
+"""The search-space YAML: rules that select layers and give each method's knobs a distribution.
+
+Example::
+
+    layers:
+      - select: {type: Conv2d}
+        methods:
+          prune: {ratio: {low: 0.0, high: 0.5, step: 0.125}}
+          quantize: {bits: {choices: [2, 4, 8, 32]}}
+      - select: {name: "classifier.*"}
+        methods:
+          svd: {rank_ratio: {low: 0.1, high: 1.0, step: 0.1}}
+    distillation:
+      temperature: {low: 1.0, high: 8.0}
+      alpha: {low: 0.1, high: 0.9}
+
+Rules apply in order; a later rule overrides an earlier one for the same layer and knob.
+Identity values (ratio 0, rank_ratio 1, 32 bits) mean "leave the layer as it is".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autocompress.errors import ConfigError, invalid
+from autocompress.methods import DistillConfig, get_method
+from autocompress.space.distributions import Distribution, parse_distribution, values_of
+
+_RULE_KEYS = {"select", "methods"}
+_SELECT_KEYS = {"name", "type"}
+_TOP_KEYS = {"name", "description", "layers", "distillation"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Layers selected by name pattern(s) and/or type(s), and the knobs they get."""
+
+    names: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+    knobs: dict[str, dict[str, Distribution]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A parsed search-space file."""
+
+    rules: tuple[Rule, ...]
+    distillation: dict[str, Distribution] | None = None
+    name: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> SearchSpace:
+        """Load and validate a search-space YAML file."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"search space: file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"search space {path}: invalid YAML: {exc}") from None
+        return cls.from_dict(raw, name=path.stem)
+
+    @classmethod
+    def from_dict(cls, raw: Any, name: str = "") -> SearchSpace:
+        """Validate a search space given as a dict."""
+        if not isinstance(raw, dict):
+            raise invalid("space", raw, "a mapping with keys " + ", ".join(sorted(_TOP_KEYS)))
+        _no_unknown(raw, _TOP_KEYS, "space")
+        rules = raw.get("layers") or []
+        if not isinstance(rules, list):
+            raise invalid("space.layers", rules, "a list of rules")
+        parsed = tuple(_parse_rule(r, f"space.layers[{i}]") for i, r in enumerate(rules))
+        distill = raw.get("distillation")
+        if distill is not None:
+            distill = _parse_knobs(DistillConfig, distill, "space.distillation")
+        return cls(parsed, distill, raw.get("name", name), raw)
+
+
+def _no_unknown(raw: dict, allowed: set[str], where: str) -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise invalid(f"{where}.{unknown[0]}", raw[unknown[0]], f"keys {sorted(allowed)}")
+
+
+def _parse_rule(raw: Any, where: str) -> Rule:
+    if not isinstance(raw, dict):
+        raise invalid(where, raw, "a mapping with keys select, methods")
+    _no_unknown(raw, _RULE_KEYS, where)
+    select = raw.get("select") or {}
+    if not isinstance(select, dict) or not select:
+        raise invalid(f"{where}.select", select, "a mapping with name and/or type")
+    _no_unknown(select, _SELECT_KEYS, f"{where}.select")
+    methods = raw.get("methods") or {}
+    if not isinstance(methods, dict):
+        raise invalid(f"{where}.methods", methods, "a mapping of method name to knobs")
+    knobs = {}
+    for method, fields in methods.items():
+        config_cls = get_method(method, f"{where}.methods").config
+        knobs[method] = _parse_knobs(config_cls, fields, f"{where}.methods.{method}")
+    return Rule(_strings(select.get("name"), f"{where}.select.name"),
+                _strings(select.get("type"), f"{where}.select.type"), knobs)
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    values = value if isinstance(value, list) else [value]
+    if not all(isinstance(v, str) for v in values):
+        raise invalid(where, value, "a string or a list of strings")
+    return tuple(values)
+
+
+def _parse_knobs(config_cls, raw: Any, where: str) -> dict[str, Distribution]:
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    if not isinstance(raw, dict):
+        raise invalid(where, raw, f"a mapping of knobs {sorted(fields)}")
+    _no_unknown(raw, fields, where)
+    knobs = {k: parse_distribution(v, f"{where}.{k}") for k, v in raw.items()}
+    for knob, dist in knobs.items():
+        for value in values_of(dist):  # every reachable extreme must make a valid config
+            try:
+                config_cls.from_dict({knob: value}, where)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}.{knob}: {exc}") from None
+    return knobs
