@@ -87,6 +87,14 @@ def _scalar(value: Any, hint: Any, where: str) -> Any:
     raise invalid(where, value, f"a value of type {getattr(hint, '__name__', hint)}")
 
 
+def check_choices(obj: Any, where: str) -> None:
+    """Raise if a field declared with :func:`choice` holds a value outside its options."""
+    for f in dataclasses.fields(obj):
+        options = f.metadata.get("choices")
+        if options is not None and getattr(obj, f.name) not in options:
+            raise invalid(f"{where}.{f.name}", getattr(obj, f.name), options)
+
+
 def to_dict(obj: Any) -> Any:
     """A config dataclass as plain dicts/lists (YAML / JSON ready)."""
     if dataclasses.is_dataclass(obj):

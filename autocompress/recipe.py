@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from autocompress.config import build, choice, to_dict
+from autocompress.config import build, check_choices, choice, to_dict
 from autocompress.errors import ConfigError, invalid
 from autocompress.hardware.budget import Budget, parse_budgets
 from autocompress.methods import DistillConfig
@@ -111,11 +111,14 @@ class Recipe:
 
     def __post_init__(self):
         parse_budgets(self.budgets)  # fail early on a bad expression
+        for section in ("hardware", "training", "search"):
+            check_choices(getattr(self, section), section)  # also after dataclasses.replace
         for name in ("trials", "concurrency", "grace_period"):
             if getattr(self.search, name) < 1:
                 raise invalid(f"search.{name}", getattr(self.search, name), "an integer >= 1")
         if self.search.reduction_factor < 2:
-            raise invalid("search.reduction_factor", self.search.reduction_factor, "an integer >= 2")
+            raise invalid("search.reduction_factor", self.search.reduction_factor,
+                          "an integer >= 2")
         if self.training.epochs < 1:
             raise invalid("training.epochs", self.training.epochs, "an integer >= 1")
         if not self.model.name:

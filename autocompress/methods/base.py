@@ -89,7 +89,8 @@ def _coerce(value: Any, type_: Any, where: str) -> Any:
             return float(value)
         return type_(value)
     except (TypeError, ValueError):
-        raise invalid(where, value, f"a value of type {getattr(type_, '__name__', type_)}") from None
+        kind = getattr(type_, "__name__", type_)
+        raise invalid(where, value, f"a value of type {kind}") from None
 
 
 def check_range(where: str, value: float, low: float, high: float, *, high_open: bool = False):

@@ -17,7 +17,7 @@ ALLOWED_BITS = INT_BITS + FLOAT_BITS
 
 
 def _channel_reduce(w: torch.Tensor, per_channel: bool, fn) -> torch.Tensor:
-    """Reduce |w| per output channel (dim 0) or over the whole tensor, keeping broadcastable dims."""
+    """Reduce |w| per output channel (dim 0) or over the whole tensor (broadcastable result)."""
     a = w.detach().abs()
     if per_channel:
         return fn(a.reshape(a.shape[0], -1), dim=1).reshape(-1, *([1] * (w.dim() - 1)))
@@ -124,4 +124,5 @@ class LowRankLinear(nn.Module):
         return self.v(self.u(x))
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, rank={self.rank}, out_features={self.out_features}"
+        return (f"in_features={self.in_features}, rank={self.rank}, "
+                f"out_features={self.out_features}")

@@ -43,7 +43,8 @@ class CompressionPlan:
         """Build a plan from its dict form; identity choices (ratio 0, 32 bits...) are dropped."""
         unknown = set(data) - {"layers", "distillation"}
         if unknown:
-            raise PlanError(f"plan: unknown key {sorted(unknown)[0]!r}; allowed: layers, distillation")
+            key = sorted(unknown)[0]
+            raise PlanError(f"plan: unknown key {key!r}; allowed: layers, distillation")
         layers = {}
         for name, methods in (data.get("layers") or {}).items():
             configs = [

@@ -17,7 +17,7 @@ from autocompress.space.schema import Rule, SearchSpace
 
 @dataclass(frozen=True)
 class Knob:
-    """One searchable (or fixed) value: ``layers/<layer>/<method>/<field>`` or ``distillation/<f>``."""
+    """A searched or fixed value, keyed ``layers/<layer>/<method>/<field>`` or ``distillation/<f>``."""
 
     key: str
     distribution: Distribution

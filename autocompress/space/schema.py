@@ -4,7 +4,8 @@ Example::
 
     layers:
       - select: {type: Conv2d}
-        methods:
+
+Methods:
           prune: {ratio: {low: 0.0, high: 0.5, step: 0.125}}
           quantize: {bits: {choices: [2, 4, 8, 32]}}
       - select: {name: "classifier.*"}

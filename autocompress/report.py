@@ -1,0 +1,81 @@
+"""Terminal and JSON views of a search (rich tables)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from autocompress.methods import CompressionPlan
+
+COLUMNS = ("accuracy", "latency_ms", "size_kb", "params", "macs")
+
+
+def _plan_summary(params: dict[str, str]) -> str:
+    try:
+        return CompressionPlan.from_params(params).summary()
+    except Exception:  # noqa: BLE001  (display only)
+        return "?"
+
+
+def front_json(search, include_all: bool = False) -> dict[str, Any]:
+    """The front (or all trials) of a SearchRecord as JSON-ready dicts."""
+    trials = search.trials if include_all else search.front()
+    return {
+        "search_run_id": search.run_id,
+        "baseline": search.baseline(),
+        "hypervolume": search.metrics.get("hypervolume"),
+        "trials": [
+            {"trial": t.trial_id, "run_id": t.run_id, "status": t.status, "pareto": t.pareto,
+             **{k: t.metrics.get(k) for k in COLUMNS}, "plan": _plan_summary(t.params),
+             **({"failure_reason": t.reason} if t.reason else {})}
+            for t in trials
+        ],
+    }
+
+
+def print_front(search, include_all: bool = False, plans: bool = False,
+                console: Console | None = None) -> None:
+    """Print the Pareto front with the baseline as the first row."""
+    console = console or Console()
+    title = "all trials" if include_all else "Pareto front"
+    table = Table(title=f"{title} (search {search.run_id[:8]}, "
+                        f"hypervolume {search.metrics.get('hypervolume', float('nan')):.4f})")
+    for name in ("trial", "status", *COLUMNS):
+        table.add_column(name, no_wrap=True)
+    if plans:
+        table.add_column("plan", overflow="fold")
+    base = search.baseline()
+    table.add_row("baseline", "-", *(_fmt(base.get(k)) for k in COLUMNS),
+                  *(["uncompressed"] if plans else []))
+    for t in search.trials if include_all else search.front():
+        status = t.status + (" *" if t.pareto else "")
+        table.add_row(t.trial_id, status, *(_fmt(t.metrics.get(k)) for k in COLUMNS),
+                      *([_plan_summary(t.params)] if plans else []))
+    console.print(table)
+
+
+def print_summary(summary, console: Console | None = None) -> None:
+    """Print the result of run_search."""
+    console = console or Console()
+    console.print(f"[bold]search[/bold] {summary.experiment} ({summary.parent_run_id}): "
+                  f"{summary.trials} trials {summary.statuses} in {summary.wall_s:.1f}s; "
+                  f"{summary.infeasible_s:.1f}s spent on infeasible candidates (never trained)")
+    table = Table(title=f"Pareto front (hypervolume {summary.hypervolume:.4f})")
+    for name in ("trial", "accuracy", "latency_ms", "size_kb"):
+        table.add_column(name)
+    b = summary.baseline
+    table.add_row("baseline", _fmt(b["accuracy"]), _fmt(b["latency_ms"]), _fmt(b["size_kb"]))
+    for row in summary.front:
+        table.add_row(row["trial"], _fmt(row["accuracy"]), _fmt(row["latency_ms"]),
+                      _fmt(row["size_kb"]))
+    console.print(table)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and value >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,53 @@
+"""The baseline: the trained uncompressed model, evaluated and profiled like every candidate."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from autocompress.errors import ConfigError
+from autocompress.recipe import Recipe
+from autocompress.search.trial import load_splits, measure
+from autocompress.training import evaluate
+from autocompress.zoo import build_model
+
+
+def load_or_train(recipe: Recipe, storage: Path) -> nn.Module:
+    """The recipe's trained model: its checkpoint, or a baseline trained once and cached."""
+    model = build_model(recipe.model.name, **recipe.model.kwargs)
+    if recipe.model.checkpoint:
+        path = recipe.resolve(recipe.model.checkpoint)
+        if not path.is_file():
+            raise ConfigError(f"model.checkpoint: file not found: {path}")
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return model.eval()
+    cache = storage / f"baseline-{_key(recipe)}.pt"
+    if cache.is_file():
+        model.load_state_dict(torch.load(cache, map_location="cpu", weights_only=True))
+        return model.eval()
+    from autocompress.training import fine_tune
+
+    training = recipe.training.__class__(epochs=recipe.model.pretrain.epochs,
+                                         lr=recipe.model.pretrain.lr, distillation=None)
+    fine_tune(model, None, load_splits(recipe), training, distillation=None,
+              batch_size=recipe.data.batch_size, seed=recipe.search.seed)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), cache)
+    return model.eval()
+
+
+def baseline_metrics(model: nn.Module, recipe: Recipe) -> dict[str, float]:
+    """Accuracy and measured costs of the uncompressed model."""
+    splits = load_splits(recipe)
+    return {**measure(model, splits, recipe), "accuracy": evaluate(model, splits.val)}
+
+
+def _key(recipe: Recipe) -> str:
+    what = {"model": recipe.model.name, "kwargs": recipe.model.kwargs,
+            "pretrain": vars(recipe.model.pretrain), "data": recipe.data.name,
+            "data_kwargs": recipe.data.kwargs, "seed": recipe.search.seed}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -1,0 +1,164 @@
+"""run_search: the whole search, from recipe to a tagged Pareto front in MLflow."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autocompress.errors import ConfigError
+from autocompress.methods import compressible_layers
+from autocompress.recipe import Recipe
+from autocompress.search.baseline import baseline_metrics, load_or_train
+from autocompress.search.trial import SearchContext, load_splits
+from autocompress.space import SearchSpace, bind
+from autocompress.tracking import (
+    OBJECTIVES,
+    SearchTracker,
+    front_of,
+    load_search,
+    normalized_hypervolume,
+)
+
+
+@dataclass(frozen=True)
+class SearchSummary:
+    """What a finished search reports back."""
+
+    experiment: str
+    parent_run_id: str
+    baseline: dict[str, float]
+    trials: int
+    statuses: dict[str, int]
+    front: list[dict[str, Any]]
+    hypervolume: float
+    wall_s: float
+    infeasible_s: float
+
+
+def prepare(recipe: Recipe) -> tuple[SearchContext, dict[str, float], SearchSpace]:
+    """Load data and model, train or load the baseline, bind the space, measure the baseline."""
+    space_path = recipe.resolve(recipe.space)
+    space = SearchSpace.from_yaml(space_path)
+    storage = Path(recipe.search.storage).resolve()
+    teacher = load_or_train(recipe, storage)
+    example = load_splits(recipe).val.tensors[0][:1]
+    layers = compressible_layers(teacher, example)
+    bound = bind(space, layers)
+    outputs = frozenset(layer.name for layer in layers if layer.is_output)
+    ctx = SearchContext(recipe, teacher.state_dict(), bound, outputs, recipe.parsed_budgets())
+    return ctx, baseline_metrics(teacher, recipe), space
+
+
+def run_search(recipe: Recipe, ray_address: str | None = None, verbose: int = 1) -> SearchSummary:
+    """Run the recipe's search on Ray Tune and record it in MLflow.
+
+    Args:
+        recipe: The validated recipe (CLI overrides already applied).
+        ray_address: A running cluster to attach to; None starts a local Ray.
+        verbose: Ray Tune's verbosity (0 silent, 1 status table).
+    """
+    started = time.perf_counter()
+    tracker = SearchTracker(recipe.tracking.uri, recipe.experiment)  # creates the store first
+    ctx, baseline, space = prepare(recipe)
+    tracker.start_search(
+        recipe.name,
+        _recipe_params(recipe),
+        {"recipe.yaml": yaml.safe_dump(recipe.to_dict(), sort_keys=False),
+         "space.yaml": yaml.safe_dump(space.raw, sort_keys=False)},
+        baseline,
+    )
+    try:
+        _run_tuner(recipe, ctx, tracker, ray_address, verbose)
+    except BaseException as exc:
+        tracker.fail_search(f"{type(exc).__name__}: {exc}")
+        raise
+    return _finish(recipe, tracker, baseline, time.perf_counter() - started)
+
+
+def _run_tuner(recipe, ctx, tracker, ray_address, verbose) -> None:
+    import ray
+
+    from autocompress.search.tuner import build_tuner
+
+    owns_ray = not ray.is_initialized()
+    if owns_ray:
+        _init_ray(ray_address)
+    try:
+        build_tuner(recipe, ctx, tracker, verbose=verbose).fit()
+    finally:
+        if owns_ray:
+            ray.shutdown()
+
+
+def _init_ray(address: str | None) -> None:
+    import ray
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+
+
+def _finish(recipe: Recipe, tracker: SearchTracker, baseline, wall_s: float) -> SearchSummary:
+    record = load_search(tracker.uri, recipe.experiment, tracker.parent_id)
+    front = front_of(record.trials, OBJECTIVES)
+    front_ids = {t.run_id for t in front}
+    others = [t.run_id for t in record.trials if t.run_id not in front_ids]
+    hv = normalized_hypervolume(front, baseline)
+    statuses: dict[str, int] = {}
+    for t in record.trials:
+        statuses[t.status] = statuses.get(t.status, 0) + 1
+    infeasible_s = sum(t.metrics.get("time_profile_s", 0.0) for t in record.trials
+                       if t.status == "infeasible")
+    tracker.finish_search(sorted(front_ids), others, {
+        "hypervolume": hv, "pareto_size": len(front), "trials": len(record.trials),
+        "wall_s": wall_s, "infeasible_time_s": infeasible_s,
+    })
+    rows = [{"trial": t.trial_id, "run_id": t.run_id, **{k: t.metrics[k] for k in OBJECTIVES}}
+            for t in sorted(front, key=lambda t: -t.metrics["accuracy"])]
+    return SearchSummary(recipe.experiment, tracker.parent_id, baseline, len(record.trials),
+                         statuses, rows, hv, wall_s, infeasible_s)
+
+
+def _recipe_params(recipe: Recipe) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}.{key}" if prefix else key)
+        else:
+            flat[prefix] = node
+
+    walk(recipe.to_dict(), "")
+    return flat
+
+
+def apply_overrides(recipe: Recipe, **overrides: Any) -> Recipe:
+    """The recipe with CLI overrides (trials, concurrency, budgets, tracking, ...) applied."""
+    search = {k: v for k in ("trials", "concurrency", "sampler", "seed")
+              if (v := overrides.get(k)) is not None}
+    tracking = {k: v for k in ("uri", "experiment") if (v := overrides.get(k)) is not None}
+    budgets = tuple(overrides.get("budgets") or ())
+    try:
+        return dataclasses.replace(
+            recipe,
+            search=dataclasses.replace(recipe.search, **search),
+            tracking=dataclasses.replace(recipe.tracking, **tracking),
+            budgets=_merge_budgets(recipe.budgets, budgets),
+        )
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _merge_budgets(base: tuple[str, ...], extra: tuple[str, ...]) -> tuple[str, ...]:
+    from autocompress.hardware import parse_budgets
+
+    return tuple(str(b) for b in parse_budgets(base + extra))

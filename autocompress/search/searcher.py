@@ -1,0 +1,65 @@
+"""Optuna inside Ray Tune: multi-objective, with budget constraints and honest pruning.
+
+Ray's ``OptunaSearch`` tells Optuna only the objective values. This subclass also
+(1) sets each budget's violation on the Optuna trial (``Trial.set_constraint``) so constrained
+samplers keep infeasible candidates out of the front, and (2) tells trials that the scheduler
+stopped before their final result as PRUNED instead of COMPLETE with truncated metrics.
+It uses ``OptunaSearch._ot_trials`` / ``_ot_study`` (private): Ray's minor version is pinned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+from autocompress.errors import invalid
+
+SAMPLERS = ("tpe", "nsga2", "random")
+
+
+def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    """An Optuna sampler by name (tpe, nsga2, random), seeded."""
+    if name == "tpe":
+        startup = max(2, min(10, trials // 3))
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True)
+    if name == "nsga2":
+        population = max(4, min(50, trials // 3))
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise invalid("search.sampler", name, SAMPLERS)
+
+
+class ConstrainedOptunaSearch(OptunaSearch):
+    """OptunaSearch that reports budget constraints and scheduler-stopped trials faithfully."""
+
+    def __init__(self, *args, constraint_names: tuple[str, ...] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.constraint_names = constraint_names
+
+    def on_trial_complete(self, trial_id: str, result: Mapping | None = None,
+                          error: bool = False) -> None:  # noqa: D102
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        ot_trial = self._ot_trials[trial_id]
+        if error or not result:
+            self._tell(trial_id, ot_trial, None, TrialState.FAIL)
+            return
+        if not result.get("final"):
+            self._tell(trial_id, ot_trial, None, TrialState.PRUNED)
+            return
+        for name, value in zip(self.constraint_names, result.get("constraints", ()), strict=False):
+            ot_trial.set_constraint(name, float(value))
+        super().on_trial_complete(trial_id, result, error)
+
+    def _tell(self, trial_id, ot_trial, values, state) -> None:
+        self._ot_study.tell(ot_trial, values, state=state)
+        self._completed_trials.add(trial_id)
+
+    @property
+    def study(self) -> optuna.Study:
+        """The underlying Optuna study."""
+        return self._ot_study

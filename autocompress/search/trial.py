@@ -1,0 +1,117 @@
+"""One trial: plan -> compressed student -> profile -> budget check -> fine-tune -> artifact.
+
+The trial is plain code with an injected ``report`` function, so it runs the same under Ray
+Tune (``tune.report``) and in tests (a list). A candidate that breaks a budget is reported at
+once as infeasible and never trained.
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from autocompress.export import load_compressed, save_compressed
+from autocompress.hardware import Budget, is_feasible, profile, violations
+from autocompress.methods import CompressionPlan, apply_plan
+from autocompress.recipe import Recipe
+from autocompress.space import BoundSpace
+from autocompress.training import evaluate
+from autocompress.zoo import DatasetSplits, build_model, load_dataset
+
+ARTIFACT_NAME = "model.acz"
+Report = Callable[[dict[str, Any], "str | None"], None]
+
+
+@dataclass(frozen=True)
+class SearchContext:
+    """What every trial needs, built once by the driver and shipped through Ray's object store."""
+
+    recipe: Recipe
+    teacher_state: dict[str, torch.Tensor]
+    space: BoundSpace
+    output_layers: frozenset[str]
+    budgets: tuple[Budget, ...]
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_splits(name: str, kwargs: tuple) -> DatasetSplits:
+    return load_dataset(name, **dict(kwargs))
+
+
+def load_splits(recipe: Recipe) -> DatasetSplits:
+    """The recipe's dataset, cached per process (reused actors don't load it again)."""
+    return _cached_splits(recipe.data.name, tuple(sorted(recipe.data.kwargs.items())))
+
+
+def build_teacher(recipe: Recipe, state: dict[str, torch.Tensor]) -> nn.Module:
+    """The uncompressed, trained model."""
+    model = build_model(recipe.model.name, **recipe.model.kwargs)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def measure(model: nn.Module, splits: DatasetSplits, recipe: Recipe) -> dict[str, float]:
+    """Profile ``model`` on the recipe's target, as the baseline and every candidate are."""
+    hw = recipe.hardware
+    example = splits.val.tensors[0][: hw.batch_size]
+    m = profile(model, example, threads=hw.threads, warmup=hw.warmup, repeats=hw.repeats,
+                max_seconds=hw.max_seconds)
+    return m.metrics()
+
+
+def run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> None:
+    """Run one candidate end to end, reporting each epoch and a final result."""
+    recipe, started = ctx.recipe, time.perf_counter()
+    plan = ctx.space.plan(config)
+    splits = load_splits(recipe)
+    teacher = build_teacher(recipe, ctx.teacher_state)
+    student = apply_plan(teacher, plan, splits.val.tensors[0][:1], ctx.output_layers)
+    costs = measure(student, splits, recipe)
+    constraints = violations(ctx.budgets, {**costs, "accuracy": 1.0})
+    base = {**costs, "constraints": constraints, "feasible": float(is_feasible(constraints)),
+            "time_profile_s": time.perf_counter() - started}
+    if not is_feasible(constraints):
+        accuracy = evaluate(student, splits.val)  # cheap, and tells what was given up
+        report({**base, "accuracy": accuracy, "epochs_trained": 0, "final": 1.0,
+                "status": "infeasible"}, None)
+        return
+    _fine_tune(student, teacher, splits, plan, recipe, base, report)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ARTIFACT_NAME
+        save_compressed(student, path, extra={"plan": plan.to_dict(), "recipe": recipe.name})
+        accuracy = evaluate(load_compressed(path), splits.val)  # the artifact's, as users get it
+        constraints = violations(ctx.budgets, {**costs, "accuracy": accuracy})
+        report({**base, "accuracy": accuracy, "constraints": constraints,
+                "feasible": float(is_feasible(constraints)),
+                "epochs_trained": recipe.training.epochs, "final": 1.0, "status": "completed",
+                "time_total_s": time.perf_counter() - started}, tmp)
+
+
+def _fine_tune(student, teacher, splits, plan: CompressionPlan, recipe: Recipe,
+               base: dict[str, Any], report: Report) -> None:
+    import pytorch_lightning as pl
+
+    from autocompress.training import fine_tune
+
+    class EpochReport(pl.Callback):
+        """Report validation accuracy each epoch so the scheduler can stop weak candidates."""
+
+        def on_validation_epoch_end(self, trainer, pl_module):
+            if trainer.sanity_checking:
+                return
+            accuracy = float(trainer.callback_metrics["val_accuracy"])
+            report({**base, "accuracy": accuracy, "epochs_trained": trainer.current_epoch + 1,
+                    "final": 0.0, "status": "training"}, None)
+
+    fine_tune(student, teacher, splits, recipe.training,
+              distillation=plan.distillation or recipe.training.distillation,
+              batch_size=recipe.data.batch_size, callbacks=[EpochReport()],
+              seed=recipe.search.seed)

@@ -1,0 +1,95 @@
+"""Build the Ray Tune Tuner: OptunaSearch (multi-objective) + ASHA + the tracking callback.
+
+Metric and mode are given to the searcher only. Putting them in ``TuneConfig`` as well makes Tune
+call ``set_search_properties(metric, mode)`` and silently turns the study single-objective.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune import Checkpoint
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+from autocompress.recipe import Recipe
+from autocompress.search.callbacks import TrackingCallback
+from autocompress.search.searcher import ConstrainedOptunaSearch, make_sampler
+from autocompress.search.trial import SearchContext, run_trial
+from autocompress.tracking import OBJECTIVES, SearchTracker
+
+
+def make_searcher(recipe: Recipe, ctx: SearchContext) -> ConstrainedOptunaSearch:
+    """Multi-objective Optuna search over the bound space, constraints named after budgets."""
+    return ConstrainedOptunaSearch(
+        space=ctx.space.sample,
+        metric=list(OBJECTIVES),
+        mode=list(OBJECTIVES.values()),
+        sampler=make_sampler(recipe.search.sampler, recipe.search.seed, recipe.search.trials),
+        constraint_names=tuple(str(b) for b in ctx.budgets),
+    )
+
+
+def make_scheduler(recipe: Recipe):
+    """ASHA on accuracy over epochs; the final (artifact) report is one step past max epochs."""
+    if recipe.search.scheduler == "none":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        metric="accuracy",
+        mode="max",
+        max_t=recipe.training.epochs + 2,
+        grace_period=recipe.search.grace_period,
+        reduction_factor=recipe.search.reduction_factor,
+    )
+
+
+def make_tune_config(recipe: Recipe, ctx: SearchContext) -> tune.TuneConfig:
+    """TuneConfig without metric/mode (see module docstring)."""
+    return tune.TuneConfig(
+        search_alg=make_searcher(recipe, ctx),
+        scheduler=make_scheduler(recipe),
+        num_samples=recipe.search.trials,
+        max_concurrent_trials=recipe.search.concurrency,
+        reuse_actors=True,
+        trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+    )
+
+
+def tune_report(metrics: dict[str, Any], artifact_dir: str | None) -> None:
+    """Report to Tune; a directory with the artifact becomes the trial's checkpoint."""
+    checkpoint = Checkpoint.from_directory(artifact_dir) if artifact_dir else None
+    tune.report(metrics, checkpoint=checkpoint)
+
+
+def trainable(config: dict[str, Any], ctx: SearchContext) -> None:
+    """The Tune function trainable: one trial, limited to its CPU share."""
+    import torch
+
+    torch.set_num_threads(max(1, int(ctx.recipe.search.cpus_per_trial)))
+    run_trial(config, ctx, tune_report)
+
+
+def build_tuner(recipe: Recipe, ctx: SearchContext, tracker: SearchTracker,
+                verbose: int = 1) -> tune.Tuner:
+    """The Tuner of one search, storing trial results under ``search.storage``."""
+    from autocompress.methods import CompressionPlan
+
+    def plan_params(config: dict[str, Any]) -> dict[str, str]:
+        return CompressionPlan.from_dict(config).to_params()
+
+    fn = tune.with_resources(tune.with_parameters(trainable, ctx=ctx),
+                             {"cpu": recipe.search.cpus_per_trial})
+    return tune.Tuner(
+        fn,
+        tune_config=make_tune_config(recipe, ctx),
+        run_config=tune.RunConfig(
+            name=f"{recipe.experiment}-{tracker.parent_id[:8]}",
+            storage_path=str(Path(recipe.search.storage).resolve()),
+            callbacks=[TrackingCallback(tracker, plan_params)],
+            failure_config=tune.FailureConfig(max_failures=0),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            verbose=verbose,
+        ),
+    )

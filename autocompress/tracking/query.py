@@ -1,0 +1,154 @@
+"""Reading a search back from MLflow: trials, the Pareto front, and pick()."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autocompress.errors import ConfigError
+from autocompress.hardware.budget import Budget, is_feasible
+from autocompress.pareto import hypervolume, non_dominated, orient
+from autocompress.tracking.store import client, find_experiment
+from autocompress.tracking.tracker import (
+    ARTIFACT_DIR,
+    PARENT,
+    PARETO,
+    REASON,
+    ROLE,
+    STATUS,
+    TRIAL_ID,
+)
+
+OBJECTIVES = {"accuracy": "max", "latency_ms": "min", "size_kb": "min"}
+ARTIFACT_NAME = "model.acz"
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as MLflow holds it."""
+
+    run_id: str
+    trial_id: str
+    status: str
+    metrics: dict[str, float]
+    params: dict[str, str]
+    pareto: bool = False
+    reason: str = ""
+
+    @property
+    def feasible(self) -> bool:  # noqa: D102
+        return self.metrics.get("feasible", 0.0) > 0
+
+
+@dataclass(frozen=True)
+class SearchRecord:
+    """A search's parent run and its trials."""
+
+    run_id: str
+    metrics: dict[str, float]
+    params: dict[str, str]
+    trials: tuple[TrialRecord, ...] = field(default_factory=tuple)
+
+    def baseline(self) -> dict[str, float]:
+        """Baseline metrics (prefix removed)."""
+        return {k[len("baseline_"):]: v for k, v in self.metrics.items()
+                if k.startswith("baseline_")}
+
+    def front(self) -> list[TrialRecord]:
+        """Trials tagged as Pareto members, best accuracy first."""
+        return sorted((t for t in self.trials if t.pareto),
+                      key=lambda t: -t.metrics.get("accuracy", 0.0))
+
+
+def front_of(trials: Sequence[TrialRecord],
+             objectives: Mapping[str, str] = OBJECTIVES) -> list[TrialRecord]:
+    """The non-dominated trials among the completed, feasible ones."""
+    candidates = [t for t in trials if t.status == "completed" and t.feasible
+                  and all(k in t.metrics for k in objectives)]
+    points = [orient(t.metrics, objectives) for t in candidates]
+    return [candidates[i] for i in non_dominated(points)]
+
+
+def normalized_hypervolume(trials: Iterable[TrialRecord], baseline: Mapping[str, float],
+                           slack: float = 1.1) -> float:
+    """Hypervolume in baseline units: (-accuracy, latency/baseline, size/baseline).
+
+    The reference point is (0, ``slack``, ``slack``): a member must be at most 10 % slower or
+    larger than the uncompressed model to add volume. 1.0 would be a perfect, free model.
+    """
+    points = [(-t.metrics["accuracy"], t.metrics["latency_ms"] / baseline["latency_ms"],
+               t.metrics["size_kb"] / baseline["size_kb"]) for t in trials]
+    return hypervolume(points, (0.0, slack, slack)) if points else 0.0
+
+
+def load_search(uri: str, experiment: str, run_id: str | None = None) -> SearchRecord:
+    """The latest search of ``experiment`` (or the one with ``run_id``) with all its trials."""
+    c = client(uri)
+    exp_id = find_experiment(c, experiment)
+    if run_id is None:
+        runs = c.search_runs([exp_id], f"tags.`{ROLE}` = 'search'",
+                             order_by=["attributes.start_time DESC"], max_results=1)
+        if not runs:
+            raise ConfigError(f"experiment {experiment!r} holds no search run")
+        parent = runs[0]
+    else:
+        parent = c.get_run(run_id)
+    children = c.search_runs([exp_id], f"tags.`{PARENT}` = '{parent.info.run_id}'",
+                             max_results=10000)
+    trials = tuple(sorted((_trial(r) for r in children), key=lambda t: t.trial_id))
+    return SearchRecord(parent.info.run_id, dict(parent.data.metrics),
+                        dict(parent.data.params), trials)
+
+
+def _trial(run: Any) -> TrialRecord:
+    tags = run.data.tags
+    return TrialRecord(
+        run_id=run.info.run_id,
+        trial_id=tags.get(TRIAL_ID, run.info.run_id),
+        status=tags.get(STATUS, "unknown"),
+        metrics=dict(run.data.metrics),
+        params=dict(run.data.params),
+        pareto=tags.get(PARETO) == "true",
+        reason=tags.get(REASON, ""),
+    )
+
+
+def pick(uri: str, experiment: str, budgets: Sequence[Budget], maximize: str = "accuracy",
+         output: str | Path | None = None, run_id: str | None = None) -> TrialRecord:
+    """Choose the Pareto member that meets ``budgets`` and is best on ``maximize``.
+
+    Reads MLflow only. When ``output`` is given, the member's compressed artifact is copied there.
+
+    Raises:
+        ConfigError: no member meets the budgets, or the metric is unknown.
+    """
+    search = load_search(uri, experiment, run_id)
+    front = search.front()
+    if not front:
+        raise ConfigError(f"experiment {experiment!r}: the last search has no Pareto member")
+    if any(maximize not in t.metrics for t in front):
+        known = sorted(set.intersection(*(set(t.metrics) for t in front)))
+        raise ConfigError(f"--maximize: unknown metric {maximize!r}; allowed: {', '.join(known)}")
+    ok = [t for t in front if is_feasible(b.violation(t.metrics[b.metric]) for b in budgets)]
+    if not ok:
+        shown = ", ".join(str(b) for b in budgets)
+        raise ConfigError(f"no Pareto member of {experiment!r} meets {shown}; see "
+                          f"`autocompress pareto {experiment}`")
+    best = max(ok, key=lambda t: t.metrics[maximize])
+    if output is not None:
+        download_artifact(uri, best.run_id, output)
+    return best
+
+
+def download_artifact(uri: str, run_id: str, output: str | Path) -> Path:
+    """Copy a trial's compressed artifact from MLflow to ``output``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = client(uri).download_artifacts(run_id, f"{ARTIFACT_DIR}/{ARTIFACT_NAME}", tmp)
+        output = Path(output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, output)
+    return output

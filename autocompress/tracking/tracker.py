@@ -1,0 +1,101 @@
+"""SearchTracker: the one writer of a search's MLflow runs (a parent run and a child per trial)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from autocompress.tracking.store import get_or_create_experiment, init_store, normalize_uri
+
+ROLE, TRIAL_ID, STATUS, REASON, PARETO = (
+    "autocompress.role", "autocompress.trial_id", "autocompress.status",
+    "autocompress.failure_reason", "autocompress.pareto",
+)
+PARENT = "mlflow.parentRunId"
+ARTIFACT_DIR = "model"
+STATUSES = ("completed", "infeasible", "pruned", "failed")
+_RUN_STATUS = {"completed": "FINISHED", "infeasible": "FINISHED", "pruned": "KILLED",
+               "failed": "FAILED"}
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class SearchTracker:
+    """Records one search: parent run with recipe and baseline, one child run per trial."""
+
+    def __init__(self, uri: str, experiment: str):
+        self.uri = normalize_uri(uri)
+        self.client = init_store(self.uri)
+        self.experiment_id = get_or_create_experiment(self.client, experiment, self.uri)
+        self.parent_id: str | None = None
+        self._runs: dict[str, str] = {}
+
+    def start_search(self, name: str, params: Mapping[str, Any], texts: Mapping[str, str],
+                     baseline: Mapping[str, float]) -> str:
+        """Open the parent run with the recipe's params, files and the baseline's metrics."""
+        run = self.client.create_run(self.experiment_id, run_name=f"search-{name}",
+                                     tags={ROLE: "search"})
+        self.parent_id = run.info.run_id
+        self._log(self.parent_id, params=params,
+                  metrics={f"baseline_{k}": v for k, v in baseline.items()})
+        for filename, text in texts.items():
+            self.client.log_text(self.parent_id, text, filename)
+        return self.parent_id
+
+    def start_trial(self, trial_id: str, params: Mapping[str, Any]) -> str:
+        """Open (once) the child run of ``trial_id`` with the plan as params."""
+        if trial_id not in self._runs:
+            run = self.client.create_run(
+                self.experiment_id, run_name=f"trial-{trial_id}",
+                tags={PARENT: self.parent_id, ROLE: "trial", TRIAL_ID: trial_id,
+                      STATUS: "running"},
+            )
+            self._runs[trial_id] = run.info.run_id
+            self._log(run.info.run_id, params=params)
+        return self._runs[trial_id]
+
+    def log_result(self, trial_id: str, metrics: Mapping[str, float], step: int) -> None:
+        """Log one intermediate or final result of a trial."""
+        self._log(self._runs[trial_id], metrics=metrics, step=step)
+
+    def finish_trial(self, trial_id: str, status: str, reason: str = "",
+                     artifact: str | None = None) -> None:
+        """Close the trial's run with its status, failure reason and model artifact."""
+        run_id = self._runs[trial_id]
+        if artifact:
+            self.client.log_artifact(run_id, artifact, ARTIFACT_DIR)
+        tags = {STATUS: status}
+        if reason:
+            tags[REASON] = reason[:4000]
+        self._log(run_id, tags=tags)
+        self.client.set_terminated(run_id, _RUN_STATUS[status])
+
+    def finish_search(self, front: list[str], others: list[str],
+                      metrics: Mapping[str, float]) -> None:
+        """Tag the Pareto front (run ids) and log the search's summary metrics."""
+        for run_id in front:
+            self.client.set_tag(run_id, PARETO, "true")
+        for run_id in others:
+            self.client.set_tag(run_id, PARETO, "false")
+        self._log(self.parent_id, metrics=metrics, tags={STATUS: "completed"})
+        self.client.set_terminated(self.parent_id, "FINISHED")
+
+    def fail_search(self, reason: str) -> None:
+        """Close the parent run as failed."""
+        if self.parent_id:
+            self._log(self.parent_id, tags={STATUS: "failed", REASON: reason[:4000]})
+            self.client.set_terminated(self.parent_id, "FAILED")
+
+    def _log(self, run_id: str, *, params=None, metrics=None, tags=None, step: int = 0) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = _now_ms()
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, step) for k, v in (metrics or {}).items()],
+            params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()],
+            tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+        )

@@ -1,0 +1,99 @@
+"""Lightning fine-tuning of a compressed student with distillation from its teacher."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from autocompress.methods import DistillConfig, distillation_loss
+from autocompress.recipe import TrainingConfig
+from autocompress.training.evaluate import loader
+from autocompress.zoo import DatasetSplits
+
+
+class DistillationModule(pl.LightningModule):
+    """Trains ``student`` on hard labels and, when given, the teacher's softened outputs.
+
+    The teacher is kept out of the module's children: it is never optimised, never saved, and
+    stays in eval mode (its BatchNorm statistics must not move).
+    """
+
+    def __init__(self, student: nn.Module, teacher: nn.Module | None,
+                 distillation: DistillConfig | None, training: TrainingConfig):
+        super().__init__()
+        self.student = student
+        self._teacher = [teacher.eval().requires_grad_(False)] if teacher is not None else []
+        self.distillation = distillation or DistillConfig(alpha=1.0)
+        self.training_config = training
+
+    def on_fit_start(self) -> None:  # noqa: D102
+        for teacher in self._teacher:
+            teacher.to(self.device).eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.student(x)
+
+    def training_step(self, batch, batch_idx):  # noqa: D102
+        x, y = batch
+        logits = self.student(x)
+        teacher_logits = None
+        if self._teacher and self.distillation.alpha < 1.0:
+            with torch.no_grad():
+                teacher_logits = self._teacher[0](x)
+        loss = distillation_loss(logits, teacher_logits, y, self.distillation)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch, batch_idx):  # noqa: D102
+        x, y = batch
+        correct = (self.student(x).argmax(dim=-1) == y).float().mean()
+        self.log("val_accuracy", correct, on_step=False, on_epoch=True, batch_size=len(y))
+
+    def configure_optimizers(self):  # noqa: D102
+        cfg = self.training_config
+        params = self.student.parameters()
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        return opt(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def fine_tune(
+    student: nn.Module,
+    teacher: nn.Module | None,
+    splits: DatasetSplits,
+    training: TrainingConfig,
+    *,
+    distillation: DistillConfig | None,
+    batch_size: int,
+    epochs: int | None = None,
+    callbacks: Sequence[pl.Callback] = (),
+    seed: int = 0,
+) -> nn.Module:
+    """Fine-tune ``student`` in place for ``epochs`` (default: the recipe's) and return it."""
+    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    pl.seed_everything(seed, workers=False, verbose=False)
+    module = DistillationModule(student, teacher, distillation, training)
+    trainer = pl.Trainer(
+        max_epochs=epochs or training.epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_train_batches=training.limit_train_batches,
+        callbacks=list(callbacks),
+    )
+    trainer.fit(
+        module,
+        loader(splits.train, batch_size, shuffle=True, seed=seed),
+        loader(splits.val, 256),
+    )
+    return student.eval()
