@@ -58,9 +58,9 @@ def to_bytes(model: nn.Module, base: dict | None = None, extra: dict | None = No
         "base": base,
         "modules": describe(model),
         "encodings": encodings,
-        "checksum": _checksum(tensors),
         "extra": extra or {},
     }
+    spec["checksum"] = _checksum(tensors, spec)
     return st_save(tensors, metadata={"autocompress": json.dumps(spec, sort_keys=True)})
 
 
@@ -75,18 +75,20 @@ def save_compressed(model: nn.Module, path: str | os.PathLike, base: dict | None
 
 def load_compressed(path: str | os.PathLike) -> nn.Module:
     """Rebuild the compressed model from an artifact file (in eval mode)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise ArtifactError(f"{path}: cannot read artifact: {exc.strerror or exc}") from None
-    return from_bytes(data, str(path))
+    return from_bytes(_read(path), str(path))
 
 
 def read_spec(path: str | os.PathLike) -> dict[str, Any]:
     """The artifact's JSON spec (base model, modules, encodings, extra info)."""
-    with open(path, "rb") as f:
-        return _parse(f.read(), str(path))[1]
+    return _parse(_read(path), str(path))[1]
+
+
+def _read(path: str | os.PathLike) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot read artifact: {exc.strerror or exc}") from None
 
 
 def from_bytes(data: bytes, where: str = "artifact") -> nn.Module:
@@ -115,18 +117,23 @@ def _parse(data: bytes, where: str) -> tuple[dict[str, torch.Tensor], dict[str, 
         tensors = st_load(data)
     except (SafetensorError, ValueError, KeyError, TypeError) as exc:
         raise ArtifactError(f"{where}: not a valid autocompress artifact ({exc})") from None
+    if not isinstance(spec, dict):
+        raise ArtifactError(f"{where}: not a valid autocompress artifact (spec is not a mapping)")
     if spec.get("format") != FORMAT or spec.get("version") != VERSION:
         raise ArtifactError(
             f"{where}: unsupported artifact {spec.get('format')!r} v{spec.get('version')}; "
             f"this autocompress reads {FORMAT} v{VERSION}"
         )
-    if _checksum(tensors) != spec.get("checksum"):
-        raise ArtifactError(f"{where}: artifact is damaged (tensor checksum mismatch)")
+    if _checksum(tensors, spec) != spec.get("checksum"):
+        raise ArtifactError(f"{where}: artifact is damaged (checksum mismatch)")
     return tensors, spec
 
 
-def _checksum(tensors: dict[str, torch.Tensor]) -> str:
+def _checksum(tensors: dict[str, torch.Tensor], spec: dict[str, Any]) -> str:
+    """SHA-256 of the spec (less the checksum) and the tensors: damage anywhere is detected."""
     digest = hashlib.sha256()
+    described = {k: v for k, v in spec.items() if k != "checksum"}
+    digest.update(json.dumps(described, sort_keys=True).encode())
     for key in sorted(tensors):
         digest.update(key.encode())
         digest.update(tensors[key].contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())

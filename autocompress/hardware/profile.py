@@ -23,6 +23,7 @@ def profile(
     max_seconds: float = 2.0,
     measure: bool = True,
     base: dict | None = None,
+    extra: dict | None = None,
 ) -> Measurement:
     """Measure ``model`` on the CPU with eager PyTorch.
 
@@ -35,6 +36,7 @@ def profile(
         max_seconds: Time cap of the timed runs.
         measure: Skip latency (analytic costs and artifact bytes only) when False.
         base: Factory reference of the model, when it was not built by the zoo.
+        extra: Metadata stored in the artifact (counted in its bytes, as when saved).
     """
     single = example[:1]
     timing: dict[str, Any] = {}
@@ -45,7 +47,7 @@ def profile(
         params=count_params(model),
         macs=count_macs(model, single),
         weight_bytes=weight_bytes(model),
-        size_bytes=len(to_bytes(model, base)),
+        size_bytes=len(to_bytes(model, base, extra)),
         latency_ms=timing.get("latency_ms"),
         latency_p90_ms=timing.get("latency_p90_ms"),
         latency_spread=timing.get("latency_spread"),

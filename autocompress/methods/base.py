@@ -58,7 +58,14 @@ class MethodConfig:
         if unknown:
             raise invalid(f"{where}.{unknown[0]}", data[unknown[0]], f"fields {sorted(types)}")
         values = {k: _coerce(v, types[k], f"{where}.{k}") for k, v in data.items()}
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ConfigError as exc:  # __post_init__ names "<method>.<field>": say where it is
+            message = str(exc)
+            prefix = f"{cls.method}."
+            if message.startswith(prefix):
+                raise ConfigError(f"{where}.{message[len(prefix):]}") from None
+            raise ConfigError(f"{where}: {message}") from None
 
 
 def _field_types(cls: type) -> dict[str, Any]:

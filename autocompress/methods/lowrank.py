@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from autocompress.errors import PlanError
+from autocompress.errors import PlanError, invalid
 from autocompress.methods.base import (
     FACTORIZE,
     ApplyContext,
@@ -37,7 +37,7 @@ class SVDConfig(MethodConfig):
     def __post_init__(self):
         check_range("svd.rank_ratio", self.rank_ratio, 0.0, 1.0)
         if self.rank is not None and self.rank < 1:
-            raise PlanError(f"svd.rank: invalid value {self.rank!r}; allowed: an integer >= 1")
+            raise invalid("svd.rank", self.rank, "an integer >= 1")
 
     def is_identity(self) -> bool:
         return self.rank is None and self.rank_ratio >= 1.0

@@ -72,7 +72,10 @@ def apply_prune(model: nn.Module, targets: Mapping[str, PruneConfig], ctx: Apply
 
 
 def _prune_group(model, group, importance, round_to, ctx) -> None:
-    ratios = {model.get_submodule(name): config.ratio for name, config in group.items()}
+    ratios = {}
+    for name, config in group.items():
+        module = model.get_submodule(name)
+        ratios[module] = _rounded_ratio(config.ratio, module.weight.shape[0], round_to)
     ignored = [model.get_submodule(name) for name in ctx.output_layers]
     was_training = model.training
     model.eval()
@@ -83,11 +86,26 @@ def _prune_group(model, group, importance, round_to, ctx) -> None:
         pruning_ratio=0.0,
         pruning_ratio_dict=ratios,
         ignored_layers=ignored,
-        round_to=None if round_to == 1 else round_to,
     )
     with torch.no_grad():
         pruner.step()
     model.train(was_training)
+
+
+def _rounded_ratio(ratio: float, channels: int, round_to: int) -> float:
+    """The ratio that keeps the multiple of ``round_to`` nearest to ``channels * (1 - ratio)``.
+
+    Torch-Pruning's own ``round_to`` rounds the kept width *down*, and prunes nothing when that
+    reaches zero, so 16 channels at ratio 0.3 with ``round_to=4`` would keep 8, not 12. At least
+    one multiple is kept; a layer narrower than ``round_to`` is left as it is.
+    """
+    if round_to == 1:
+        return ratio
+    keep = round(channels * (1 - ratio) / round_to) * round_to
+    keep = min(max(keep, round_to), channels - channels % round_to)
+    if keep <= 0 or keep >= channels:
+        return 0.0
+    return 1 - (keep + 0.5) / channels  # Torch-Pruning keeps int(channels * (1 - ratio))
 
 
 PRUNE_METHOD = register(

@@ -58,12 +58,13 @@ def build_teacher(recipe: Recipe, state: dict[str, torch.Tensor]) -> nn.Module:
     return model.eval()
 
 
-def measure(model: nn.Module, splits: DatasetSplits, recipe: Recipe) -> dict[str, float]:
+def measure(model: nn.Module, splits: DatasetSplits, recipe: Recipe,
+            extra: dict | None = None) -> dict[str, float]:
     """Profile ``model`` on the recipe's target, as the baseline and every candidate are."""
     hw = recipe.hardware
     example = splits.val.tensors[0][: hw.batch_size]
     m = profile(model, example, threads=hw.threads, warmup=hw.warmup, repeats=hw.repeats,
-                max_seconds=hw.max_seconds)
+                max_seconds=hw.max_seconds, extra=extra)
     return m.metrics()
 
 
@@ -74,7 +75,8 @@ def run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> Non
     splits = load_splits(recipe)
     teacher = build_teacher(recipe, ctx.teacher_state)
     student = apply_plan(teacher, plan, splits.val.tensors[0][:1], ctx.output_layers)
-    costs = measure(student, splits, recipe)
+    extra = {"plan": plan.to_dict(), "recipe": recipe.name}  # stored in the artifact
+    costs = measure(student, splits, recipe, extra)
     constraints = violations(ctx.budgets, {**costs, "accuracy": 1.0})
     base = {**costs, "constraints": constraints, "feasible": float(is_feasible(constraints)),
             "time_profile_s": time.perf_counter() - started}
@@ -86,7 +88,7 @@ def run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> Non
     _fine_tune(student, teacher, splits, plan, recipe, base, report)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / ARTIFACT_NAME
-        save_compressed(student, path, extra={"plan": plan.to_dict(), "recipe": recipe.name})
+        save_compressed(student, path, extra=extra)
         accuracy = evaluate(load_compressed(path), splits.val)  # the artifact's, as users get it
         constraints = violations(ctx.budgets, {**costs, "accuracy": accuracy})
         report({**base, "accuracy": accuracy, "constraints": constraints,

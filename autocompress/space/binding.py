@@ -17,7 +17,7 @@ from autocompress.space.schema import Rule, SearchSpace
 
 @dataclass(frozen=True)
 class Knob:
-    """A searched or fixed value, keyed ``layers/<layer>/<method>/<field>`` or ``distillation/<f>``."""
+    """A searched or fixed value keyed ``layers/<layer>/<method>/<field>``, or distillation."""
 
     key: str
     distribution: Distribution

@@ -46,8 +46,8 @@ def init_store(uri: str) -> MlflowClient:
     uri = normalize_uri(uri)
     if is_sqlite(uri):
         Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    c = client(uri)
     try:
+        c = client(uri)
         c.search_experiments(max_results=1)
     except Exception as exc:  # noqa: BLE001  (any backend failure is the user's URI)
         raise ConfigError(f"tracking.uri: cannot open MLflow store {uri!r}: {exc}") from None

@@ -78,6 +78,7 @@ def fine_tune(
     for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     pl.seed_everything(seed, workers=False, verbose=False)
+    student.train()  # students are copies of an eval-mode teacher; Lightning keeps modes as found
     module = DistillationModule(student, teacher, distillation, training)
     trainer = pl.Trainer(
         max_epochs=epochs or training.epochs,

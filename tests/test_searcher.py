@@ -1,0 +1,86 @@
+import pytest
+from optuna.trial import TrialState
+
+from autocompress.errors import ConfigError
+from autocompress.search.searcher import ConstrainedOptunaSearch, make_sampler
+
+OBJ = ["accuracy", "latency_ms", "size_kb"]
+MODES = ["max", "min", "min"]
+
+
+def space(trial):
+    trial.suggest_float("layers/fc/prune/ratio", 0.0, 0.5)
+    return {"distillation/alpha": 0.5}
+
+
+def searcher(budgets=("size_kb<=60",)):
+    s = ConstrainedOptunaSearch(space=space, metric=OBJ, mode=MODES,
+                                sampler=make_sampler("random", 0, 8), constraint_names=budgets)
+    s.set_search_properties(None, None, {})  # what Tune does when TuneConfig has no metric
+    return s
+
+
+def result(acc, lat, size, constraints, final=1.0):
+    return {"accuracy": acc, "latency_ms": lat, "size_kb": size, "constraints": constraints,
+            "final": final}
+
+
+def test_define_by_run_keys_nest_with_slash():
+    config = searcher().suggest("t1")
+    assert set(config) == {"layers", "distillation"}
+    assert 0.0 <= config["layers"]["fc"]["prune"]["ratio"] <= 0.5
+    assert config["distillation"] == {"alpha": 0.5}
+
+
+def test_study_is_multi_objective():
+    assert len(searcher().study.directions) == 3
+
+
+def test_budget_violations_reach_optuna_as_constraints():
+    s = searcher()
+    s.suggest("good")
+    s.suggest("over")
+    s.on_trial_complete("good", result(0.90, 1.0, 50.0, [-0.2]))
+    # better on every objective, but over budget
+    s.on_trial_complete("over", result(0.99, 0.5, 70.0, [0.1]))
+    trials = {t.number: t for t in s.study.trials}
+    assert trials[0].system_attrs["constraints:size_kb<=60"] == pytest.approx(-0.2)
+    assert trials[1].system_attrs["constraints:size_kb<=60"] == pytest.approx(0.1)
+    assert [t.number for t in s.study.best_trials] == [0]
+
+
+def test_scheduler_stopped_trials_are_pruned_not_complete():
+    s = searcher()
+    s.suggest("stopped")
+    s.on_trial_complete("stopped", result(0.5, 1.0, 10.0, [-0.5], final=0.0))
+    (t,) = s.study.trials
+    assert t.state == TrialState.PRUNED
+    assert t.values is None
+    assert s.study.best_trials == []
+
+
+def test_failed_trials_are_failed():
+    s = searcher()
+    s.suggest("boom")
+    s.on_trial_complete("boom", None, error=True)
+    assert s.study.trials[0].state == TrialState.FAIL
+
+
+def test_second_completion_is_ignored():
+    s = searcher()
+    s.suggest("t")
+    s.on_trial_complete("t", result(0.9, 1.0, 10.0, [-1.0]))
+    s.on_trial_complete("t", result(0.1, 9.0, 90.0, [1.0]))
+    assert s.study.trials[0].values == [0.9, 1.0, 10.0]
+
+
+@pytest.mark.parametrize("name", ["tpe", "nsga2", "random"])
+def test_samplers_by_name_are_seeded(name):
+    a = make_sampler(name, 3, 8)
+    b = make_sampler(name, 3, 8)
+    assert type(a) is type(b)
+
+
+def test_unknown_sampler_lists_valid_names():
+    with pytest.raises(ConfigError, match="search.sampler.*'cmaes'.*'tpe', 'nsga2', 'random'"):
+        make_sampler("cmaes", 0, 8)
