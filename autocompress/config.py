@@ -12,7 +12,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from autocompress.errors import invalid
+from autocompress.errors import ConfigError, invalid
 
 T = TypeVar("T")
 
@@ -41,7 +41,20 @@ def build(cls: type[T], raw: Any, where: str) -> T:
         options = fields[name].metadata.get("choices")
         if options is not None and values[name] not in options:
             raise invalid(path, value, options)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as exc:  # from __post_init__, which knows its own name, not ``where``
+        if not where or str(exc).startswith(where):
+            raise
+        raise _relocate(exc, where) from None
+
+
+def _relocate(exc: ConfigError, where: str) -> ConfigError:
+    """Re-root a message about ``section.field`` at ``where`` (e.g. ``training.distillation``)."""
+    message, section = str(exc), where.rsplit(".", 1)[-1]
+    if message.startswith(f"{section}."):
+        return ConfigError(where + message[len(section):])
+    return ConfigError(f"{where}: {message}")
 
 
 def _names(cls: type) -> list[str]:

@@ -26,7 +26,8 @@ def write_recipe(tmp_path, text):
         ("colour: blue\n", (), "colour: invalid value 'blue'; allowed: keys name, model"),
         ("", ("--budget", "size<60"), "budget 'size<60': cannot parse"),
         ("", ("--budget", "speed<=3"), "unknown metric 'speed'; allowed: latency_ms"),
-        ("", ("--sampler", "cmaes"), "search.sampler: invalid value 'cmaes'; allowed: one of 'tpe'"),
+        ("", ("--sampler", "cmaes"),
+         "search.sampler: invalid value 'cmaes'; allowed: one of 'tpe'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, extra, args, message):

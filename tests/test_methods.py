@@ -24,6 +24,7 @@ from autocompress.methods import (
     apply_plan,
     compressible_layers,
     distillation_loss,
+    find_output_layers,
     get_method,
 )
 from autocompress.methods.layers import INT_BITS, fake_quantize
@@ -192,6 +193,37 @@ def test_output_layers_are_found(digits):
     layers = compressible_layers(residual, example_input(residual))
     assert [(lay.name, lay.is_output) for lay in layers] == [
         ("stem.0", False), ("block.0", False), ("block.3", False), ("head.2", True)]
+
+
+class _LogSoftmaxHead(nn.Module):
+    """The last Linear's output goes through batch norm, log_softmax and a reshape."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden, self.out, self.norm = nn.Linear(4, 8), nn.Linear(8, 3), nn.BatchNorm1d(3)
+
+    def forward(self, x):
+        return torch.log_softmax(self.norm(self.out(torch.relu(self.hidden(x)))), -1).view(-1, 3)
+
+
+def test_output_layer_is_found_through_parameter_free_ops():
+    model, x = _LogSoftmaxHead(), torch.randn(2, 4)
+    assert find_output_layers(model, x) == {"out"}
+    plan = CompressionPlan.from_dict({"layers": {"out": {"prune": {"ratio": 0.5}}}})
+    with pytest.raises(PlanError, match="out: prune is not allowed on an output layer"):
+        apply_plan(model, plan, x)
+
+
+def test_output_layer_of_a_fully_convolutional_classifier():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 10, 1),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    assert find_output_layers(model, torch.randn(2, 1, 8, 8)) == {"2"}
+
+
+def test_output_layers_of_a_frozen_model():
+    model = build_tiny("tiny_mlp")
+    model.requires_grad_(False)
+    assert find_output_layers(model, example_input(model)) == {"3"}
 
 
 # --- config validation ----------------------------------------------------------------------

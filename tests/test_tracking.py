@@ -79,7 +79,7 @@ def test_normalized_hypervolume_grows_with_a_better_point():
     baseline = {"latency_ms": 1.0, "size_kb": 100.0}
     one = [rec(0, 0.9, 1.0, 50)]
     two = one + [rec(1, 0.95, 0.5, 20)]
-    assert normalized_hypervolume(one, baseline) == pytest.approx(0.9 * 0.1 * 0.6)
+    assert normalized_hypervolume(one, baseline) == pytest.approx(0.9 * 1.0 * 1.5)
     assert normalized_hypervolume(two, baseline) > normalized_hypervolume(one, baseline)
 
 

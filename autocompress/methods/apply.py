@@ -37,24 +37,53 @@ def compressible_layers(model: nn.Module, example_inputs: Any) -> list[LayerInfo
 
 
 def find_output_layers(model: nn.Module, example_inputs: Any) -> frozenset[str]:
-    """Names of the layers whose output tensor is (part of) the model's output."""
-    produced: dict[int, str] = {}
+    """Names of the layers whose output width is the model's output width.
+
+    That is the last compressible layer on every path to an output, including paths through
+    parameter-free ops after it (``log_softmax``, a reshape, a pooling): the autograd graph is
+    walked back from each output and stops at the first layer it meets.
+    """
+    produced: dict[Any, str] = {}  # a layer's output tensor id and its autograd node -> name
+
+    def record(_module, _inputs, out, name):
+        produced[id(out)] = name
+        if getattr(out, "grad_fn", None) is not None:
+            produced[out.grad_fn] = name
+
     hooks = [
-        m.register_forward_hook(lambda _m, _i, out, n=name: produced.__setitem__(id(out), n))
+        m.register_forward_hook(lambda m_, i, out, n=name: record(m_, i, out, n))
         for name, m in model.named_modules()
         if isinstance(m, COMPRESSIBLE)
     ]
     was_training = model.training
     try:
         model.eval()
-        with torch.no_grad():
+        with torch.enable_grad():
             out = model(*_as_tuple(example_inputs))
     finally:
         model.train(was_training)
         for h in hooks:
             h.remove()
     outs = out if isinstance(out, (tuple, list)) else (out,)
-    return frozenset(produced[id(o)] for o in outs if id(o) in produced)
+    found = {produced[id(o)] for o in outs if id(o) in produced}
+    return frozenset(found | _last_layers(outs, produced))
+
+
+def _last_layers(outs, produced: dict[Any, str]) -> set[str]:
+    """Layers first met walking the autograd graph back from each output tensor."""
+    found: set[str] = set()
+    stack = [o.grad_fn for o in outs if isinstance(o, torch.Tensor) and o.grad_fn is not None]
+    seen = set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if node in produced:
+            found.add(produced[node])
+        else:
+            stack.extend(fn for fn, _ in node.next_functions)
+    return found
 
 
 def apply_plan(

@@ -39,6 +39,8 @@ class SearchSummary:
     hypervolume: float
     wall_s: float
     infeasible_s: float
+    setup_s: float = 0.0
+    tune_s: float = 0.0
 
 
 def prepare(recipe: Recipe) -> tuple[SearchContext, dict[str, float], SearchSpace]:
@@ -73,12 +75,14 @@ def run_search(recipe: Recipe, ray_address: str | None = None, verbose: int = 1)
          "space.yaml": yaml.safe_dump(space.raw, sort_keys=False)},
         baseline,
     )
+    setup_s = time.perf_counter() - started
     try:
         _run_tuner(recipe, ctx, tracker, ray_address, verbose)
     except BaseException as exc:
         tracker.fail_search(f"{type(exc).__name__}: {exc}")
         raise
-    return _finish(recipe, tracker, baseline, time.perf_counter() - started)
+    tune_s = time.perf_counter() - started - setup_s
+    return _finish(recipe, tracker, baseline, time.perf_counter() - started, setup_s, tune_s)
 
 
 def _run_tuner(recipe, ctx, tracker, ray_address, verbose) -> None:
@@ -106,7 +110,8 @@ def _init_ray(address: str | None) -> None:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
 
 
-def _finish(recipe: Recipe, tracker: SearchTracker, baseline, wall_s: float) -> SearchSummary:
+def _finish(recipe: Recipe, tracker: SearchTracker, baseline, wall_s: float, setup_s: float,
+            tune_s: float) -> SearchSummary:
     record = load_search(tracker.uri, recipe.experiment, tracker.parent_id)
     front = front_of(record.trials, OBJECTIVES)
     front_ids = {t.run_id for t in front}
@@ -119,12 +124,13 @@ def _finish(recipe: Recipe, tracker: SearchTracker, baseline, wall_s: float) -> 
                        if t.status == "infeasible")
     tracker.finish_search(sorted(front_ids), others, {
         "hypervolume": hv, "pareto_size": len(front), "trials": len(record.trials),
-        "wall_s": wall_s, "infeasible_time_s": infeasible_s,
+        "wall_s": wall_s, "setup_s": setup_s, "tune_s": tune_s,
+        "infeasible_time_s": infeasible_s,
     })
     rows = [{"trial": t.trial_id, "run_id": t.run_id, **{k: t.metrics[k] for k in OBJECTIVES}}
             for t in sorted(front, key=lambda t: -t.metrics["accuracy"])]
     return SearchSummary(recipe.experiment, tracker.parent_id, baseline, len(record.trials),
-                         statuses, rows, hv, wall_s, infeasible_s)
+                         statuses, rows, hv, wall_s, infeasible_s, setup_s, tune_s)
 
 
 def _recipe_params(recipe: Recipe) -> dict[str, Any]:

@@ -74,11 +74,13 @@ def front_of(trials: Sequence[TrialRecord],
 
 
 def normalized_hypervolume(trials: Iterable[TrialRecord], baseline: Mapping[str, float],
-                           slack: float = 1.1) -> float:
+                           slack: float = 2.0) -> float:
     """Hypervolume in baseline units: (-accuracy, latency/baseline, size/baseline).
 
-    The reference point is (0, ``slack``, ``slack``): a member must be at most 10 % slower or
-    larger than the uncompressed model to add volume. 1.0 would be a perfect, free model.
+    The reference point is (0, ``slack``, ``slack``): a member adds volume unless it is twice
+    as slow or as large as the uncompressed model. The slack absorbs latency noise: candidates
+    are timed while other trials train, the baseline before the search starts. A free, perfect
+    model would score ``slack ** 2``.
     """
     points = [(-t.metrics["accuracy"], t.metrics["latency_ms"] / baseline["latency_ms"],
                t.metrics["size_kb"] / baseline["size_kb"]) for t in trials]
