@@ -545,3 +545,21 @@ def test_distillation_does_not_backpropagate_into_the_teacher():
     distillation_loss(student, teacher, LABELS, DistillConfig(alpha=0.0)).backward()
     assert teacher.grad is None
     assert student.grad.abs().sum() > 0
+
+
+def test_coupled_layers_are_one_group_with_one_prune_knob():
+    model = build_tiny("tiny_residual", width=8)
+    layers = {lay.name: lay for lay in compressible_layers(model, example_input(model))}
+    assert layers["stem.0"].coupled == layers["block.3"].coupled == ("stem.0", "block.3")
+    assert layers["block.0"].coupled == ("block.0",)
+    assert [n for n, lay in layers.items() if lay.prunable] == ["stem.0", "block.0"]
+
+
+def test_coupled_layers_with_different_ratios_are_refused():
+    model = build_tiny("tiny_residual", width=8)
+    x = example_input(model)
+    plan = CompressionPlan.from_dict({"layers": {"stem.0": {"prune": {"ratio": 0.25}},
+                                                 "block.3": {"prune": {"ratio": 0.75}}}})
+    with pytest.raises(PlanError, match="stem.0: its output channels are pruned together with "
+                                        "block.3.*0.25 and 0.75"):
+        apply_plan(model, plan, x)

@@ -291,3 +291,14 @@ def test_every_sampled_plan_applies(digits, layers):
         assert out.shape == (4, 10) and torch.isfinite(out).all()
         study.tell(trial, 0.0)
     assert methods_seen == {"prune", "svd", "quantize"}
+
+
+def test_a_coupled_group_gets_one_prune_knob():
+    from autocompress.testing import build_tiny, example_input
+
+    model = build_tiny("tiny_residual", width=8)
+    space = SearchSpace.from_dict(
+        {"layers": [{"select": {"type": "Conv2d"},
+                     "methods": {"prune": {"ratio": {"low": 0.0, "high": 0.5}}}}]})
+    bound = bind(space, compressible_layers(model, example_input(model)))
+    assert bound.searched() == ["layers/stem.0/prune/ratio", "layers/block.0/prune/ratio"]

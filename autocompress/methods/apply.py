@@ -12,6 +12,7 @@ from torch import nn
 
 from autocompress.methods.base import ApplyContext, MethodConfig, get_method
 from autocompress.methods.plan import CompressionPlan
+from autocompress.methods.pruning import coupled_layers
 
 COMPRESSIBLE = (nn.Linear, nn.Conv2d)
 
@@ -24,13 +25,22 @@ class LayerInfo:
     type: str
     shape: tuple[int, ...]
     is_output: bool
+    coupled: tuple[str, ...] = ()
+    prunable: bool = True
+
+
+def _prunable(name: str, coupled: tuple[str, ...], outputs: frozenset[str]) -> bool:
+    """Only the first layer of a coupled group carries its ratio; no output group is pruned."""
+    return coupled[0] == name and not any(c in outputs for c in coupled)
 
 
 def compressible_layers(model: nn.Module, example_inputs: Any) -> list[LayerInfo]:
-    """Enumerate the model's Linear and Conv2d layers with their weight shapes."""
+    """Enumerate the model's Linear and Conv2d layers: shapes, outputs and prune coupling."""
     outputs = find_output_layers(model, example_inputs)
+    coupled = coupled_layers(model, example_inputs)
     return [
-        LayerInfo(name, type(m).__name__, tuple(m.weight.shape), name in outputs)
+        LayerInfo(name, type(m).__name__, tuple(m.weight.shape), name in outputs,
+                  coupled[name], _prunable(name, coupled[name], outputs))
         for name, m in model.named_modules()
         if isinstance(m, COMPRESSIBLE)
     ]

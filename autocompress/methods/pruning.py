@@ -55,6 +55,49 @@ class PruneConfig(MethodConfig):
         return self.ratio == 0.0
 
 
+_OUT_HANDLERS = (tp.prune_conv_out_channels, tp.prune_linear_out_channels)
+
+
+def coupled_layers(model: nn.Module, example_inputs) -> dict[str, tuple[str, ...]]:
+    """For each Linear / Conv2d, the layers whose output channels are pruned with its own.
+
+    Layers joined by a residual addition (or any op that needs equal widths) form one group;
+    every member maps to the same tuple, in module order.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs)
+    finally:
+        model.train(was_training)
+    names = {m: n for n, m in model.named_modules()}
+    groups = {}
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            handler = _OUT_HANDLERS[isinstance(module, nn.Linear)]
+            group = graph.get_pruning_group(module, handler, idxs=[0])
+            members = {names[d.target.module] for d, _ in group if d.handler in _OUT_HANDLERS}
+            groups[name] = tuple(n for n in names.values() if n in members | {name})
+    return groups
+
+
+def _check_coupling(pruner, model: nn.Module, targets: Mapping[str, PruneConfig]) -> None:
+    names = {m: n for n, m in model.named_modules()}
+    for name, config in targets.items():
+        module = model.get_submodule(name)
+        handler = _OUT_HANDLERS[isinstance(module, nn.Linear)]
+        for dep, _ in pruner.DG.get_pruning_group(module, handler, idxs=[0]):
+            other = names.get(dep.target.module)
+            if dep.handler not in _OUT_HANDLERS or other == name or other not in targets:
+                continue
+            if targets[other].ratio != config.ratio:
+                ratios = f"{config.ratio} and {targets[other].ratio}"
+                raise PlanError(
+                    f"{name}: its output channels are pruned together with {other} (coupled by "
+                    f"the graph); give them one ratio, not {ratios}"
+                )
+
+
 def apply_prune(model: nn.Module, targets: Mapping[str, PruneConfig], ctx: ApplyContext) -> None:
     """Prune every target layer's output channels, dependency-aware, in place.
 
@@ -87,6 +130,7 @@ def _prune_group(model, group, importance, round_to, ctx) -> None:
         pruning_ratio_dict=ratios,
         ignored_layers=ignored,
     )
+    _check_coupling(pruner, model, group)
     with torch.no_grad():
         pruner.step()
     model.train(was_training)

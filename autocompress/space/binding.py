@@ -99,4 +99,5 @@ def _applies(method: str, layer: LayerInfo, index: int) -> bool:
             f"space.layers[{index}]: {method} applies to {', '.join(sorted(types))}; "
             f"selected layer {layer.name} is {layer.type}"
         )
-    return not (spec.prunes_outputs and layer.is_output)  # output widths are the task's
+    # Output widths are the task's; a coupled group gets one knob, on its first layer.
+    return not spec.prunes_outputs or layer.prunable
