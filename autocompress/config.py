@@ -10,11 +10,28 @@ import dataclasses
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar
+
+import yaml
 
 from autocompress.errors import ConfigError, invalid
 
 T = TypeVar("T")
+
+
+def load_yaml(path: str | Path, what: str) -> dict[str, Any]:
+    """Read a YAML mapping; a missing file, bad YAML or a non-mapping is a ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what}: file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path}: invalid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{what} {path}: expected a mapping at the top level")
+    return raw
 
 
 def choice(default: Any, options: tuple[Any, ...]) -> Any:

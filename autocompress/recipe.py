@@ -7,9 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from autocompress.config import build, check_choices, choice, to_dict
+from autocompress.config import build, check_choices, choice, load_yaml, to_dict
 from autocompress.errors import ConfigError, invalid
 from autocompress.hardware.budget import Budget, parse_budgets
 from autocompress.methods import DistillConfig
@@ -130,14 +128,7 @@ class Recipe:
     def from_yaml(cls, path: str | Path) -> Recipe:
         """Load a recipe; relative paths in it are relative to the recipe file."""
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"recipe: file not found: {path}")
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"recipe {path}: invalid YAML: {exc}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"recipe {path}: expected a mapping at the top level")
+        raw = load_yaml(path, "recipe")
         raw.setdefault("name", path.stem)
         raw["base_dir"] = str(path.resolve().parent)
         return cls.from_dict(raw)

@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from autocompress.errors import ConfigError, invalid
+from autocompress.config import load_yaml
+from autocompress.errors import invalid
 from autocompress.methods import DistillConfig, get_method
 from autocompress.space.distributions import Distribution, parse_distribution, values_of
 
@@ -56,12 +55,7 @@ class SearchSpace:
     def from_yaml(cls, path: str | Path) -> SearchSpace:
         """Load and validate a search-space YAML file."""
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"search space: file not found: {path}")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"search space {path}: invalid YAML: {exc}") from None
+        raw = load_yaml(path, "search space")
         return cls.from_dict(raw, name=path.stem)
 
     @classmethod
