@@ -89,7 +89,6 @@ def build_tuner(recipe: Recipe, ctx: SearchContext, tracker: SearchTracker,
             storage_path=str(Path(recipe.search.storage).resolve()),
             callbacks=[TrackingCallback(tracker, plan_params)],
             failure_config=tune.FailureConfig(max_failures=0),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             verbose=verbose,
         ),
     )
