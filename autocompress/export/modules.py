@@ -57,30 +57,6 @@ BUILDERS: dict[str, tuple[type[nn.Module], Callable[[Any], dict[str, Any]]]] = {
     "LayerNorm": (nn.LayerNorm, _layer_norm),
 }
 _BY_TYPE = {cls: name for name, (cls, _) in BUILDERS.items()}
-_CONSTRUCTORS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {}
-
-
-def register_module_type(
-    name: str,
-    cls: type[nn.Module],
-    spec: Callable[[Any], dict[str, Any]],
-    construct: Callable[[dict[str, Any]], nn.Module] | None = None,
-) -> None:
-    """Teach the artifact to describe and rebuild a module type.
-
-    Args:
-        name: Stable type name written into artifacts.
-        cls: The module class (matched exactly, not by isinstance).
-        spec: ``module -> JSON-able constructor arguments``.
-        construct: ``args -> module``; defaults to ``cls(**args)``. Children of the module that
-            hold parameters are described and rebuilt separately, after their parent.
-    """
-    if name in BUILDERS and BUILDERS[name][0] is not cls:
-        raise ValueError(f"module type name {name!r} is already registered")
-    BUILDERS[name] = (cls, spec)
-    _BY_TYPE[cls] = name
-    if construct is not None:
-        _CONSTRUCTORS[name] = construct
 
 
 def describe(model: nn.Module) -> list[dict[str, Any]]:
@@ -107,8 +83,6 @@ def build(spec: dict[str, Any]) -> nn.Module:
     try:
         cls, _ = BUILDERS[spec["type"]]
         args = dict(spec["args"])
-        if spec["type"] in _CONSTRUCTORS:
-            return _CONSTRUCTORS[spec["type"]](args)
         if cls in (nn.Conv2d, QuantConv2d):
             for key in ("kernel_size", "stride", "padding", "dilation"):
                 if isinstance(args[key], list):
