@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from autocompress.errors import ArtifactError
-from autocompress.methods.layers import LowRankLinear, QuantConv2d, QuantLinear
+from autocompress.methods.layers import EXPORTABLE, LowRankLinear, QuantConv2d, QuantLinear
 
 
 def _linear(m: nn.Linear) -> dict[str, Any]:
@@ -70,10 +70,13 @@ def describe(model: nn.Module) -> list[dict[str, Any]]:
         kind = _BY_TYPE.get(type(module))
         if kind is not None:
             specs.append({"name": name, "type": kind, "args": BUILDERS[kind][1](module)})
+        elif EXPORTABLE.get(getattr(module, "export_name", None)) is type(module):
+            specs.append({"name": name, "type": module.export_name,
+                          "args": module.export_args()})
         elif any(True for _ in module.parameters(recurse=False)):
             raise ArtifactError(
                 f"{name}: cannot export module type {type(module).__name__}; "
-                f"exportable: {', '.join(BUILDERS)}"
+                f"exportable: {', '.join([*BUILDERS, *EXPORTABLE])}"
             )
     return specs
 
@@ -81,6 +84,8 @@ def describe(model: nn.Module) -> list[dict[str, Any]]:
 def build(spec: dict[str, Any]) -> nn.Module:
     """Construct an (uninitialised) module from one entry of :func:`describe`."""
     try:
+        if spec["type"] in EXPORTABLE:
+            return EXPORTABLE[spec["type"]].from_export_args(dict(spec["args"]))
         cls, _ = BUILDERS[spec["type"]]
         args = dict(spec["args"])
         if cls in (nn.Conv2d, QuantConv2d):

@@ -110,10 +110,18 @@ def check_range(where: str, value: float, low: float, high: float, *, high_open:
 
 @dataclass(frozen=True)
 class ApplyContext:
-    """What a transform may need besides the model: example inputs and protected layers."""
+    """What a transform may need besides the model.
+
+    Attributes:
+        example_inputs: A small batch the model accepts (traced by dependency-aware methods).
+        output_layers: Layers whose output width is the task's (never pruned).
+        calibration: Optional ``(inputs, targets)`` batch of real data, for data-aware methods
+            (Taylor / Hessian importance, least-squares initialisation); None when absent.
+    """
 
     example_inputs: Any
     output_layers: frozenset[str] = frozenset()
+    calibration: tuple[Any, Any] | None = None
 
 
 ApplyFn = Callable[[nn.Module, Mapping[str, MethodConfig], ApplyContext], None]

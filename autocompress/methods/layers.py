@@ -11,6 +11,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+EXPORTABLE: dict[str, type[nn.Module]] = {}
+
+
+def exportable(name: str):
+    """Class decorator: the artifact can describe and rebuild this module type.
+
+    The class implements ``export_args(self) -> dict`` (JSON-able constructor arguments) and
+    may override the classmethod ``from_export_args(args)`` (default ``cls(**args)``). Children
+    that hold parameters are described and rebuilt on their own, after their parent.
+    """
+
+    def register(cls: type[nn.Module]) -> type[nn.Module]:
+        if name in EXPORTABLE and EXPORTABLE[name] is not cls:
+            raise ValueError(f"exportable module name {name!r} is already taken")
+        EXPORTABLE[name] = cls
+        cls.export_name = name
+        if "from_export_args" not in vars(cls):
+            cls.from_export_args = classmethod(lambda c, args: c(**args))
+        return cls
+
+    return register
+
+
 FLOAT_BITS = (16, 32)
 INT_BITS = tuple(range(1, 9))
 ALLOWED_BITS = INT_BITS + FLOAT_BITS
