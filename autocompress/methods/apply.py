@@ -101,6 +101,7 @@ def apply_plan(
     plan: CompressionPlan,
     example_inputs: Any,
     output_layers: frozenset[str] | None = None,
+    calibration: tuple[Any, Any] | None = None,
 ) -> nn.Module:
     """Return a compressed copy of ``model``; ``model`` itself is never modified.
 
@@ -112,12 +113,13 @@ def apply_plan(
         plan: Per-layer choices; layer names refer to ``model``.
         example_inputs: A tensor (or tuple) the model accepts; traced by dependency-aware methods.
         output_layers: Layers whose width is fixed; found by tracing when None.
+        calibration: ``(inputs, targets)`` of real data for data-aware methods (optional).
     """
     plan.check(model)
     if output_layers is None:
         output_layers = find_output_layers(model, example_inputs)
     student = copy.deepcopy(model)
-    ctx = ApplyContext(example_inputs, frozenset(output_layers))
+    ctx = ApplyContext(example_inputs, frozenset(output_layers), calibration)
     by_stage: dict[int, dict[str, dict[str, MethodConfig]]] = defaultdict(lambda: defaultdict(dict))
     for name, configs in plan.layers.items():
         for config in configs:
