@@ -15,10 +15,10 @@ from autocompress.errors import ArtifactError
 from autocompress.export import load_compressed, model_ref, read_spec, save_compressed, to_bytes
 from autocompress.export.packing import pack_codes, unpack_codes
 from autocompress.methods import (
+    CompressedConv2d,
+    CompressedLinear,
     CompressionPlan,
     LowRankLinear,
-    QuantConv2d,
-    QuantLinear,
     apply_plan,
     compressible_layers,
 )
@@ -112,15 +112,17 @@ def test_mixed_plan_round_trips(tmp_path):
     x = example_input(model, batch=4)
     student = apply_plan(model, CompressionPlan.from_dict(MIXED), x)
     loaded = assert_reloads(student, x, tmp_path / "mixed.acz")
-    assert isinstance(loaded.features[0], QuantConv2d) and loaded.features[0].bits == 1
+    assert isinstance(loaded.features[0], CompressedConv2d) and loaded.features[0].bits == 1
     assert loaded.features[3].weight.shape == (8, 8, 3, 3)
     assert loaded.features[7].bits == 16
     assert isinstance(loaded.classifier[1], LowRankLinear)
-    assert isinstance(loaded.classifier[1].u, QuantLinear) and loaded.classifier[1].u.bits == 4
+    assert isinstance(loaded.classifier[1].u, CompressedLinear) and loaded.classifier[1].u.bits == 4
     assert not loaded.classifier[3].per_channel
     spec = read_spec(tmp_path / "mixed.acz")
-    assert spec["encodings"]["features.0.weight"]["bits"] == 1
-    assert spec["encodings"]["features.7.weight"] == {"bits": 16}
+    args = {m["name"]: m["args"] for m in spec["modules"]}
+    assert args["features.0"]["bits"] == 1 and args["features.7"]["bits"] == 16
+    assert spec["encodings"]["features.0"]["values"]["coding"] in ("fixed", "huffman")
+    assert spec["encodings"]["features.7"]["values"] == {"coding": "raw"}
 
 
 @pytest.mark.parametrize("ratio", [0.25, 0.5])
@@ -246,7 +248,7 @@ def test_unsupported_module_type_is_named():
     model = nn.Sequential(OrderedDict(fc=nn.Linear(4, 4), act=nn.PReLU()))
     with pytest.raises(ArtifactError, match=r"^act: cannot export module type PReLU") as info:
         to_bytes(model, base={"model": "x:y", "kwargs": {}})
-    assert "QuantLinear" in str(info.value)  # lists what can be exported
+    assert "CompressedLinear" in str(info.value)  # lists what can be exported
 
 
 def test_parameter_free_modules_need_no_builder(tmp_path):

@@ -14,7 +14,7 @@ from autocompress.hardware import Budget, Measurement, is_feasible, parse_budget
 from autocompress.hardware.analytic import count_macs, count_params, weight_bytes
 from autocompress.hardware.budget import METRICS
 from autocompress.hardware.cpu import measure_latency, summarize
-from autocompress.methods import CompressionPlan, QuantLinear, apply_plan, compressible_layers
+from autocompress.methods import CompressedLinear, CompressionPlan, apply_plan, compressible_layers
 from autocompress.testing import build_tiny, example_input
 
 # --- budgets --------------------------------------------------------------------------------
@@ -142,9 +142,10 @@ def test_macs_of_a_model_add_up():
 
 def test_weight_bytes():
     assert weight_bytes(nn.Linear(10, 5)) == 55 * 4
-    quant = QuantLinear(10, 5, bits=4)
-    assert weight_bytes(quant) == (50 * 4 + 5 * 32) // 8
-    assert weight_bytes(QuantLinear(10, 5, bits=3, bias=False)) == math.ceil(50 * 3 / 8)
+    quant = CompressedLinear(10, 5, bits=4)
+    assert weight_bytes(quant) == (50 * 4 + 5 * 32 + 5 * 32) // 8  # codes, bias, steps
+    assert weight_bytes(CompressedLinear(10, 5, bits=3, bias=False)) == math.ceil(
+        (50 * 3 + 5 * 32) / 8)
     bn = nn.BatchNorm1d(4)  # weight, bias, running mean and var (float) + num_batches (int64)
     assert weight_bytes(bn) == 4 * 4 * 4 + 8
 
@@ -212,6 +213,8 @@ def test_profile_size_counts_quantization(digits):
     plan = CompressionPlan.from_dict({"layers": {n: {"quantize": {"bits": 4}} for n in names}})
     quantized = profile(apply_plan(model, plan, x), x, measure=False)
     original = profile(model, x, measure=False)
-    assert quantized.params == original.params and quantized.macs == original.macs
+    steps = sum(layer.shape[0] for layer in compressible_layers(model, x))
+    assert quantized.params == original.params + steps  # one learned step per channel
+    assert quantized.macs == original.macs
     assert quantized.size_bytes < original.size_bytes / 4
     assert quantized.weight_bytes < original.weight_bytes / 4

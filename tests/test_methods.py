@@ -13,13 +13,13 @@ from torch import nn
 from autocompress.errors import ConfigError, PlanError
 from autocompress.methods import (
     METHODS,
+    CompressedConv2d,
+    CompressedLinear,
     CompressionPlan,
     DistillConfig,
     LowRankLinear,
     PruneConfig,
-    QuantConv2d,
     QuantizeConfig,
-    QuantLinear,
     SVDConfig,
     apply_plan,
     compressible_layers,
@@ -27,7 +27,7 @@ from autocompress.methods import (
     find_output_layers,
     get_method,
 )
-from autocompress.methods.layers import INT_BITS, fake_quantize
+from autocompress.methods.quantizers import INT_BITS, channel_view, fake_quantize, init_scale
 from autocompress.testing import build_tiny, example_input
 from autocompress.zoo import build_model
 
@@ -172,7 +172,7 @@ def test_wrong_stage_order_is_refused():
 
 
 def test_two_methods_of_one_stage_are_refused():
-    with pytest.raises(PlanError, match=r"fc: at most one quantize method .*'quantize'"):
+    with pytest.raises(PlanError, match=r"fc: at most one quantize or share method .*'quantize'"):
         CompressionPlan({"fc": (QuantizeConfig(bits=4), QuantizeConfig(bits=8))})
     with pytest.raises(PlanError, match="fc: at most one factorize method"):
         CompressionPlan({"fc": (SVDConfig(rank=2), SVDConfig(rank=3))})
@@ -271,7 +271,7 @@ def test_config_must_be_a_mapping():
 
 
 def test_get_method_lists_valid_names():
-    with pytest.raises(ConfigError, match="'prune', 'quantize', 'svd'"):
+    with pytest.raises(ConfigError, match="allowed: one of .*'prune'.*'quantize'.*'svd'"):
         get_method("hash")
 
 
@@ -297,11 +297,11 @@ def test_apply_plan_never_mutates_its_input(digits):
 def test_apply_plan_builds_every_method(digits):
     model, x = digits
     student = apply_plan(model, CompressionPlan.from_dict(MIXED), x).eval()
-    assert isinstance(student.features[0], QuantConv2d) and student.features[0].bits == 8
+    assert isinstance(student.features[0], CompressedConv2d) and student.features[0].bits == 8
     assert student.features[3].out_channels == 12  # 16 * (1 - 0.25)
     fc = student.classifier[1]
     assert (fc.out_features, fc.rank) == (64, 32)  # pruned to 64, rank 0.5 * min(512, 64)
-    assert isinstance(fc.u, QuantLinear) and fc.u.bits == 2 and not fc.u.per_channel
+    assert isinstance(fc.u, CompressedLinear) and fc.u.bits == 2 and not fc.u.per_channel
     assert student.classifier[3].rank == 4 and student.classifier[3].v.bits == 16
     assert student(x).shape == (4, 10)
 
@@ -431,10 +431,11 @@ def test_reduced_rank_is_the_best_approximation():
 
 
 def _quantized(bits: int, per_channel: bool = True, shape=(6, 300)) -> torch.Tensor:
-    layer = QuantLinear(shape[1], shape[0], bits=bits, per_channel=per_channel).eval()
+    layer = CompressedLinear(shape[1], shape[0], bits=bits, per_channel=per_channel).eval()
     with torch.no_grad():
         layer.weight.normal_()
-        return layer.quantized_weight()
+        layer.calibrate()  # the step size is state: refit it to the new weights
+        return layer.effective_weight()
 
 
 @pytest.mark.parametrize("bits", INT_BITS)
@@ -456,9 +457,9 @@ def test_per_tensor_quantization_has_at_most_2_pow_bits_values(bits):
 
 
 def test_one_bit_is_sign_times_mean_magnitude_per_channel():
-    layer = QuantLinear(50, 4, bits=1).eval()
+    layer = CompressedLinear(50, 4, bits=1).eval()
     with torch.no_grad():
-        q = layer.quantized_weight()
+        q = layer.effective_weight()
     for row, w in zip(q, layer.weight.detach(), strict=True):
         assert row.unique().numel() == 2
         scale = w.abs().mean()
@@ -471,22 +472,27 @@ def test_sixteen_bits_is_float16_representable():
     assert weight.unique().numel() > 2**8
 
 
+def _fake_quantize(w: torch.Tensor, bits: int) -> torch.Tensor:
+    scale, _ = init_scale(w, bits, per_channel=True, symmetric=True)
+    return fake_quantize(w, channel_view(scale, w, True), None, bits)
+
+
 def test_quantization_error_shrinks_with_bits():
     torch.manual_seed(1)
     w = torch.randn(8, 64)
-    errors = [(fake_quantize(w, b) - w).abs().max().item() for b in range(2, 9)]
+    errors = [(_fake_quantize(w, b) - w).abs().max().item() for b in range(2, 9)]
     assert errors == sorted(errors, reverse=True)
     assert errors[-1] <= w.abs().max().item() / 127  # half a step of 8 bits, per channel
 
 
 @pytest.mark.parametrize("bits", [1, 3, 8])
 def test_straight_through_gradient(bits):
-    quant = QuantLinear(16, 8, bits=bits).train()
+    quant = CompressedLinear(16, 8, bits=bits).train()
     x = torch.randn(5, 16)
     (quant(x) ** 2).sum().backward()
     ref = nn.Linear(16, 8)
     with torch.no_grad():
-        ref.weight.copy_(fake_quantize(quant.weight, bits))
+        ref.weight.copy_(quant.effective_weight())
         ref.bias.copy_(quant.bias)
     (ref(x) ** 2).sum().backward()
     torch.testing.assert_close(quant.weight.grad, ref.weight.grad)
@@ -494,20 +500,21 @@ def test_straight_through_gradient(bits):
     assert quant.weight.grad.abs().sum() > 0  # rounding alone would give zero gradient
 
 
-def test_quantized_conv_matches_a_float_conv_with_the_quantized_weight():
-    conv = QuantConv2d(3, 4, 3, padding=1, bits=4).eval()
+def test_quantized_conv_matches_a_float_conv_with_the_effective_weight():
+    conv = CompressedConv2d(3, 4, 3, padding=1, bits=4).eval()
     x = torch.randn(2, 3, 5, 5)
     with torch.no_grad():
-        expected = F.conv2d(x, fake_quantize(conv.weight, 4), conv.bias, padding=1)
+        expected = F.conv2d(x, _fake_quantize(conv.weight, 4), conv.bias, padding=1)
         torch.testing.assert_close(conv(x), expected)
 
 
 def test_eval_cache_follows_weight_updates():
-    layer = QuantLinear(8, 4, bits=4).eval()
+    layer = CompressedLinear(8, 4, bits=4).eval()
     with torch.no_grad():
-        first = layer.quantized_weight().clone()
+        first = layer.effective_weight().clone()
         layer.weight.mul_(2)
-        second = layer.quantized_weight()
+        layer.weight_scale.mul_(2)  # same codes, twice the step
+        second = layer.effective_weight()
     torch.testing.assert_close(second, first * 2)
 
 

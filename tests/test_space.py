@@ -131,7 +131,7 @@ def test_errors_name_the_field(raw, pattern):
 
 def test_unknown_method_lists_the_valid_ones():
     with pytest.raises(ConfigError, match=r"^space\.layers\[1\]\.methods: invalid value 'hash'; "
-                                          r"allowed: one of 'prune', 'quantize', 'svd'"):
+                                          r"allowed: one of .*'prune'.*'quantize'.*'svd'"):
         space(rule({"type": "Conv2d"}), rule({"type": "Linear"}, hash={}))
 
 

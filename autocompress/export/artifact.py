@@ -15,7 +15,6 @@ import json
 import os
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
@@ -24,14 +23,7 @@ from torch import nn
 
 from autocompress.errors import ArtifactError
 from autocompress.export.modules import build, describe
-from autocompress.export.packing import pack_codes, unpack_codes
-from autocompress.methods.layers import (
-    INT_BITS,
-    QuantConv2d,
-    QuantLinear,
-    dequantize_codes,
-    quantize_weight,
-)
+from autocompress.export.weights import ENCODED, compressed_layers, decode_layer, encode_layer
 
 FORMAT, VERSION = "autocompress-artifact", 1
 BASE_ATTR = "_autocompress_base"
@@ -100,7 +92,7 @@ def from_bytes(data: bytes, where: str = "artifact") -> nn.Module:
     for entry in sorted(spec["modules"], key=lambda e: e["name"].count(".")):
         if entry["name"]:
             model.set_submodule(entry["name"], build(entry))
-    state = _decode_tensors(tensors, spec["encodings"])
+    state = _decode_tensors(tensors, spec)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -143,35 +135,23 @@ def _checksum(tensors: dict[str, torch.Tensor], spec: dict[str, Any]) -> str:
 def _encode_tensors(model: nn.Module):
     tensors: dict[str, torch.Tensor] = {}
     encodings: dict[str, dict[str, Any]] = {}
-    quant = {f"{n}.weight": m for n, m in model.named_modules()
-             if isinstance(m, (QuantLinear, QuantConv2d)) and m.bits != 32}
+    layers = compressed_layers(model)
+    skip = {f"{n}.{entry}" for n in layers for entry in ENCODED}
     for key, value in model.state_dict().items():
-        value = value.detach().cpu().contiguous()
-        layer = quant.get(key)
-        if layer is None:
-            tensors[key] = value.clone()
-        elif layer.bits == 16:
-            tensors[key] = value.half()
-            encodings[key] = {"bits": 16}
-        else:
-            codes, scale = quantize_weight(value, layer.bits, layer.per_channel)
-            tensors[f"{key}.codes"] = torch.from_numpy(pack_codes(codes.numpy(), layer.bits))
-            tensors[f"{key}.scale"] = scale.float().reshape(-1).contiguous()
-            encodings[key] = {"bits": layer.bits, "shape": list(value.shape)}
+        if key not in skip:
+            tensors[key] = value.detach().cpu().contiguous().clone()
+    for name, layer in layers.items():
+        layer_tensors, encodings[name] = encode_layer(name, layer)
+        tensors.update(layer_tensors)
     return tensors, encodings
 
 
-def _decode_tensors(tensors: dict[str, torch.Tensor], encodings: dict[str, Any]):
-    state = {k: v for k, v in tensors.items() if not k.endswith((".codes", ".scale"))}
-    for key, enc in encodings.items():
-        bits = enc["bits"]
-        if bits == 16:
-            state[key] = tensors[key].float()
-            continue
-        if bits not in INT_BITS:
-            raise ArtifactError(f"artifact: {key} has unsupported bit width {bits}")
-        shape = enc["shape"]
-        codes = unpack_codes(tensors[f"{key}.codes"].numpy(), bits, int(np.prod(shape)))
-        scale = tensors[f"{key}.scale"].reshape(-1, *([1] * (len(shape) - 1)))
-        state[key] = dequantize_codes(torch.from_numpy(codes).reshape(shape), scale, bits)
+def _decode_tensors(tensors: dict[str, torch.Tensor], spec: dict[str, Any]):
+    modules = {m["name"]: m["args"] for m in spec["modules"]}
+    encoded = {f"{n}.{suffix}" for n in spec["encodings"] for suffix in ("positions", "values")}
+    state = {k: v for k, v in tensors.items() if k not in encoded}
+    for name, enc in spec["encodings"].items():
+        if name not in modules:
+            raise ArtifactError(f"artifact: encoding for {name!r}, which no module describes")
+        state.update(decode_layer(name, enc, tensors, modules[name]))
     return state

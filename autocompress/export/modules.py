@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from autocompress.errors import ArtifactError
-from autocompress.methods.layers import EXPORTABLE, LowRankLinear, QuantConv2d, QuantLinear
+from autocompress.methods.layers import EXPORTABLE, LowRankLinear
 
 
 def _linear(m: nn.Linear) -> dict[str, Any]:
@@ -24,10 +24,6 @@ def _conv(m: nn.Conv2d) -> dict[str, Any]:
         "dilation": list(m.dilation), "groups": m.groups, "bias": m.bias is not None,
         "padding_mode": m.padding_mode,
     }
-
-
-def _quant(spec: Callable[[Any], dict[str, Any]]):
-    return lambda m: {**spec(m), "bits": m.bits, "per_channel": m.per_channel}
 
 
 def _norm(m: nn.Module) -> dict[str, Any]:
@@ -47,8 +43,6 @@ def _low_rank(m: LowRankLinear) -> dict[str, Any]:
 
 # Subclasses first: lookup is by exact type.
 BUILDERS: dict[str, tuple[type[nn.Module], Callable[[Any], dict[str, Any]]]] = {
-    "QuantLinear": (QuantLinear, _quant(_linear)),
-    "QuantConv2d": (QuantConv2d, _quant(_conv)),
     "LowRankLinear": (LowRankLinear, _low_rank),
     "Linear": (nn.Linear, _linear),
     "Conv2d": (nn.Conv2d, _conv),
@@ -88,7 +82,7 @@ def build(spec: dict[str, Any]) -> nn.Module:
             return EXPORTABLE[spec["type"]].from_export_args(dict(spec["args"]))
         cls, _ = BUILDERS[spec["type"]]
         args = dict(spec["args"])
-        if cls in (nn.Conv2d, QuantConv2d):
+        if cls is nn.Conv2d:
             for key in ("kernel_size", "stride", "padding", "dilation"):
                 if isinstance(args[key], list):
                     args[key] = tuple(args[key])

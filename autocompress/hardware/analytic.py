@@ -7,7 +7,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from autocompress.methods.layers import QuantConv2d, QuantLinear
+from autocompress.methods.layers import COMPRESSED
+
+ENCODED = ("weight", "mask", "indices")
 
 
 def count_params(model: nn.Module) -> int:
@@ -46,12 +48,19 @@ def count_macs(model: nn.Module, example_inputs: Any) -> int:
 
 
 def weight_bytes(model: nn.Module) -> int:
-    """Bytes of all parameters and buffers at their stored precision (quantized weights packed)."""
+    """Bytes of parameters and buffers at their stored precision (an estimate of the payload).
+
+    Compressed layers count their kept weights at the code width (quantized or shared), not
+    their float master copy; masks and codebook indices are counted as codes, not as tensors.
+    The artifact's bytes remain the measured size.
+    """
     total_bits = 0
-    quant = {
-        id(m.weight): m.bits for m in model.modules() if isinstance(m, (QuantLinear, QuantConv2d))
-    }
+    encoded = set()
+    for layer in (m for m in model.modules() if isinstance(m, COMPRESSED)):
+        kept = int(layer.mask.sum()) if layer.sparse else layer.weight.numel()
+        total_bits += kept * (layer.share_bits or layer.bits)
+        encoded.update(id(getattr(layer, n)) for n in ENCODED if hasattr(layer, n))
     for tensor in list(model.parameters()) + list(model.buffers()):
-        bits = quant.get(id(tensor), tensor.element_size() * 8)
-        total_bits += tensor.numel() * bits
+        if id(tensor) not in encoded:
+            total_bits += tensor.numel() * tensor.element_size() * 8
     return (total_bits + 7) // 8

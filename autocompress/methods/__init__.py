@@ -11,15 +11,18 @@ from autocompress.methods.apply import (
 )
 from autocompress.methods.base import METHODS, ApplyContext, Method, MethodConfig, get_method
 from autocompress.methods.distillation import DistillConfig, distillation_loss
-from autocompress.methods.layers import LowRankLinear, QuantConv2d, QuantLinear
+from autocompress.methods.layers import CompressedConv2d, CompressedLinear, LowRankLinear
 from autocompress.methods.lowrank import SVDConfig
 from autocompress.methods.plan import CompressionPlan
 from autocompress.methods.pruning import PruneConfig
-from autocompress.methods.quantization import QuantizeConfig
+from autocompress.methods.quantization import QuantizeConfig, ShareConfig
+from autocompress.methods.sparsity import SparsifyConfig
 
 __all__ = [
     "METHODS",
     "ApplyContext",
+    "CompressedConv2d",
+    "CompressedLinear",
     "CompressionPlan",
     "DistillConfig",
     "LayerInfo",
@@ -27,10 +30,10 @@ __all__ = [
     "Method",
     "MethodConfig",
     "PruneConfig",
-    "QuantConv2d",
-    "QuantLinear",
     "QuantizeConfig",
     "SVDConfig",
+    "ShareConfig",
+    "SparsifyConfig",
     "apply_plan",
     "compressible_layers",
     "distillation_loss",

@@ -3,7 +3,7 @@
 Every compression method is one frozen dataclass (its knobs) plus one ``apply`` function. The
 dataclass validates itself, converts to and from a plain dict (strings included, because MLflow
 params come back as strings), and knows its *stage*: within a layer, methods run in the order
-prune (0) -> factorize / replace filters (1) -> share or quantize (2).
+prune (0) -> factorize / replace filters (1) -> sparsify (2) -> share or quantize (3).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from torch import nn
 
 from autocompress.errors import ConfigError, invalid
 
-PRUNE, FACTORIZE, QUANTIZE = 0, 1, 2
-STAGE_NAMES = {PRUNE: "prune", FACTORIZE: "factorize", QUANTIZE: "quantize"}
+PRUNE, FACTORIZE, SPARSIFY, QUANTIZE = 0, 1, 2, 3
+STAGE_NAMES = {PRUNE: "prune", FACTORIZE: "factorize", SPARSIFY: "sparsify",
+               QUANTIZE: "quantize or share"}
 
 C = TypeVar("C", bound="MethodConfig")
 
@@ -173,6 +174,7 @@ __all__ = [
     "MethodConfig",
     "PRUNE",
     "QUANTIZE",
+    "SPARSIFY",
     "check_range",
     "get_method",
     "register",

@@ -1,15 +1,20 @@
-"""Modules that compressed models are made of: low-rank linear layers and quantized layers.
-
-Quantized layers keep float master weights for fine-tuning and quantize them in the forward pass
-with a straight-through estimator. In eval mode the quantized weight is cached, so inference
-costs the same as the float layer; the artifact writer stores the integer codes, packed.
-"""
+"""Modules that compressed models are made of, and the registry of exportable module types."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from autocompress.methods.quantizers import (
+    ALLOWED_BITS,
+    INT_BITS,
+    SHARE_BITS,
+    channel_view,
+    fake_quantize,
+    init_scale,
+    kmeans_1d,
+)
 
 EXPORTABLE: dict[str, type[nn.Module]] = {}
 
@@ -34,104 +39,206 @@ def exportable(name: str):
     return register
 
 
-FLOAT_BITS = (16, 32)
-INT_BITS = tuple(range(1, 9))
-ALLOWED_BITS = INT_BITS + FLOAT_BITS
+class _CompressedWeight:
+    """The effective weight of a compressed Linear / Conv2d.
 
-
-def _channel_reduce(w: torch.Tensor, per_channel: bool, fn) -> torch.Tensor:
-    """Reduce |w| per output channel (dim 0) or over the whole tensor (broadcastable result)."""
-    a = w.detach().abs()
-    if per_channel:
-        return fn(a.reshape(a.shape[0], -1), dim=1).reshape(-1, *([1] * (w.dim() - 1)))
-    return fn(a.reshape(1, -1), dim=1).reshape(*([1] * w.dim()))
-
-
-def quantize_weight(w: torch.Tensor, bits: int, per_channel: bool = True):
-    """Quantize ``w`` to ``bits`` (1..8) and return unsigned codes in [0, 2**bits) and scales.
-
-    1 bit is binarization with a mean-magnitude scale (XNOR-Net); 2..8 bits are symmetric
-    uniform with levels ``-2**(b-1) .. 2**(b-1)-1``, so a layer (or channel) holds at most
-    ``2**bits`` distinct values.
-
-    Returns:
-        ``(codes, scale)``: codes as int64 of ``w``'s shape, scale broadcastable to ``w``.
+    ``weight -> (* mask) -> quantize (uniform, learned step) or share (k-means codebook) ->
+    (* mask)``. Every stage is optional; the float ``weight`` stays the trainable master copy
+    (for shared weights the codebook is trained instead: centroid fine-tuning). In eval mode
+    without autograd the effective weight is cached, so inference costs what the float layer
+    costs; the artifact stores the integer codes (packed or Huffman-coded), not the floats.
     """
-    if bits == 1:
-        scale = _channel_reduce(w, per_channel, lambda a, dim: a.mean(dim=dim))
-        return (w.detach() >= 0).long(), scale.clamp_min(1e-12)
-    qmax = 2 ** (bits - 1) - 1
-    scale = _channel_reduce(w, per_channel, lambda a, dim: a.amax(dim=dim)) / qmax
-    scale = scale.clamp_min(1e-12)
-    codes = torch.clamp(torch.round(w.detach() / scale), -(qmax + 1), qmax)
-    return (codes + qmax + 1).long(), scale
 
-
-def dequantize_codes(codes: torch.Tensor, scale: torch.Tensor, bits: int) -> torch.Tensor:
-    """Inverse of :func:`quantize_weight`: map unsigned codes back to float values."""
-    if bits == 1:
-        return (codes.float() * 2 - 1) * scale
-    return (codes.float() - 2 ** (bits - 1)) * scale
-
-
-def fake_quantize(w: torch.Tensor, bits: int, per_channel: bool = True) -> torch.Tensor:
-    """Quantize-dequantize ``w`` with a straight-through gradient (identity backward)."""
-    if bits == 32:
-        return w
-    if bits == 16:
-        q = w.detach().half().float()
-    else:
-        q = dequantize_codes(*quantize_weight(w, bits, per_channel), bits)
-    return q + (w - w.detach())  # exactly q forward (w + (q - w) is off by ulps), identity grad
-
-
-class _QuantMixin:
-    """Weight quantization shared by QuantLinear and QuantConv2d."""
-
-    bits: int
-    per_channel: bool
     weight: nn.Parameter
 
-    def _init_quant(self, bits: int, per_channel: bool) -> None:
+    def _init_compression(self, bits: int, per_channel: bool, symmetric: bool, share_bits: int,
+                          sparse: bool, calibrate: bool) -> None:
         if bits not in ALLOWED_BITS:
             raise ValueError(f"bits: invalid value {bits!r}; allowed: {ALLOWED_BITS}")
-        self.bits, self.per_channel = int(bits), bool(per_channel)
-        self._cache: tuple[tuple[int, int], torch.Tensor] | None = None
+        if share_bits and share_bits not in SHARE_BITS:
+            raise ValueError(f"share_bits: invalid value {share_bits!r}; allowed: {SHARE_BITS}")
+        if share_bits and bits != 32:
+            raise ValueError("a layer is either quantized (bits) or shared (share_bits), not both")
+        self.bits, self.per_channel, self.symmetric = int(bits), bool(per_channel), bool(symmetric)
+        self.share_bits, self.sparse = int(share_bits), bool(sparse)
+        self._cache: tuple[tuple, torch.Tensor] | None = None
+        if sparse:
+            self.register_buffer("mask", torch.ones_like(self.weight, dtype=torch.bool))
+        if share_bits:
+            self.codebook = nn.Parameter(torch.zeros(2**share_bits))
+            self.register_buffer("indices", torch.zeros_like(self.weight, dtype=torch.long))
+            self.weight.requires_grad_(False)  # the codebook is what fine-tuning moves
+        elif bits in INT_BITS:
+            channels = self.weight.shape[0] if per_channel else 1
+            self.weight_scale = nn.Parameter(torch.ones(channels))
+            if not symmetric and bits > 1:
+                self.register_buffer("weight_zero_point", torch.zeros(channels))
+        if calibrate:
+            self.calibrate()
 
-    def quantized_weight(self) -> torch.Tensor:
-        """The weight as the deployed layer sees it (cached in eval mode)."""
+    @property
+    def uniform(self) -> bool:
+        """True when weights are uniformly quantized to 1..8 bits."""
+        return not self.share_bits and self.bits in INT_BITS
+
+    def masked_weight(self) -> torch.Tensor:
+        """The float weight with pruned entries zeroed."""
+        return self.weight * self.mask if self.sparse else self.weight
+
+    @torch.no_grad()
+    def calibrate(self) -> None:
+        """Fit the quantizer (step, zero point) or the codebook to the current weights."""
+        w = self.masked_weight()
+        if self.share_bits:
+            values = w[self.mask] if self.sparse else w.reshape(-1)
+            centroids, assignment = kmeans_1d(values, 2**self.share_bits)
+            self.codebook.data = centroids.to(w.dtype)
+            indices = torch.zeros_like(self.indices)
+            if self.sparse:
+                indices[self.mask] = assignment
+            else:
+                indices = assignment.reshape(w.shape)
+            self.indices = indices
+        elif self.uniform:
+            scale, zero_point = init_scale(w, self.bits, self.per_channel, self.symmetric)
+            self.weight_scale.data = scale.to(w.dtype)
+            if hasattr(self, "weight_zero_point"):
+                self.weight_zero_point = zero_point.to(w.dtype)
+        self._cache = None
+
+    def quantizer_state(self):
+        """``(scale, zero_point)`` broadcastable to the weight (zero point None if symmetric)."""
+        w = self.weight
+        scale = channel_view(self.weight_scale, w, self.per_channel)
+        zp = getattr(self, "weight_zero_point", None)
+        return scale, channel_view(zp, w, self.per_channel) if zp is not None else None
+
+    def effective_weight(self) -> torch.Tensor:
+        """The weight the deployed layer computes with."""
         if self.training or torch.is_grad_enabled():
-            return fake_quantize(self.weight, self.bits, self.per_channel)
-        key = (self.weight.data_ptr(), self.weight._version)
+            return self._effective_weight()
+        key = tuple((t.data_ptr(), t._version) for t in self._state_tensors())
         if self._cache is None or self._cache[0] != key:
-            self._cache = (key, fake_quantize(self.weight, self.bits, self.per_channel).detach())
+            self._cache = (key, self._effective_weight().detach())
         return self._cache[1]
 
+    def _state_tensors(self) -> list[torch.Tensor]:
+        names = ("weight", "mask", "codebook", "indices", "weight_scale", "weight_zero_point")
+        return [t for n in names if (t := getattr(self, n, None)) is not None]
+
+    def _effective_weight(self) -> torch.Tensor:
+        w = self.masked_weight()
+        if self.share_bits:
+            w = self.codebook[self.indices]
+        elif self.uniform:
+            w = fake_quantize(w, *self.quantizer_state(), self.bits)
+        elif self.bits == 16:
+            w = w.detach().half().to(w.dtype) + (w - w.detach())
+        return w * self.mask if self.sparse else w
+
+    def compression_args(self) -> dict:
+        """Constructor arguments of the compression settings."""
+        return {"bits": self.bits, "per_channel": self.per_channel, "symmetric": self.symmetric,
+                "share_bits": self.share_bits, "sparse": self.sparse}
+
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, bits={self.bits}, per_channel={self.per_channel}"
+        parts = [f"bits={self.bits}"] if self.bits != 32 else []
+        parts += [f"share_bits={self.share_bits}"] if self.share_bits else []
+        parts += ["sparse"] if self.sparse else []
+        return ", ".join([super().extra_repr(), *parts])
 
 
-class QuantLinear(_QuantMixin, nn.Linear):
-    """``nn.Linear`` whose weight is quantized to ``bits`` in the forward pass."""
+@exportable("CompressedLinear")
+class CompressedLinear(_CompressedWeight, nn.Linear):
+    """``nn.Linear`` with optional unstructured sparsity and quantized or shared weights."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
-                 bits: int = 8, per_channel: bool = True):
+                 bits: int = 32, per_channel: bool = True, symmetric: bool = True,
+                 share_bits: int = 0, sparse: bool = False, calibrate: bool = True):
         super().__init__(in_features, out_features, bias)
-        self._init_quant(bits, per_channel)
+        self._init_compression(bits, per_channel, symmetric, share_bits, sparse, calibrate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.quantized_weight(), self.bias)
+        return F.linear(x, self.effective_weight(), self.bias)
+
+    def export_args(self) -> dict:
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "bias": self.bias is not None, **self.compression_args()}
+
+    @classmethod
+    def from_export_args(cls, args: dict) -> CompressedLinear:
+        return cls(**args, calibrate=False)
 
 
-class QuantConv2d(_QuantMixin, nn.Conv2d):
-    """``nn.Conv2d`` whose weight is quantized to ``bits`` in the forward pass."""
+@exportable("CompressedConv2d")
+class CompressedConv2d(_CompressedWeight, nn.Conv2d):
+    """``nn.Conv2d`` with optional unstructured sparsity and quantized or shared weights."""
 
-    def __init__(self, *args, bits: int = 8, per_channel: bool = True, **kwargs):
+    def __init__(self, *args, bits: int = 32, per_channel: bool = True, symmetric: bool = True,
+                 share_bits: int = 0, sparse: bool = False, calibrate: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
-        self._init_quant(bits, per_channel)
+        self._init_compression(bits, per_channel, symmetric, share_bits, sparse, calibrate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, self.quantized_weight(), self.bias)
+        return self._conv_forward(x, self.effective_weight(), self.bias)
+
+    def export_args(self) -> dict:
+        return {
+            "in_channels": self.in_channels, "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size), "stride": list(self.stride),
+            "padding": self.padding if isinstance(self.padding, str) else list(self.padding),
+            "dilation": list(self.dilation), "groups": self.groups,
+            "bias": self.bias is not None, "padding_mode": self.padding_mode,
+            **self.compression_args(),
+        }
+
+    @classmethod
+    def from_export_args(cls, args: dict) -> CompressedConv2d:
+        args = dict(args)
+        for key in ("kernel_size", "stride", "dilation", "padding"):
+            if isinstance(args[key], list):
+                args[key] = tuple(args[key])
+        return cls(**args, calibrate=False)
+
+
+COMPRESSED = (CompressedLinear, CompressedConv2d)
+
+
+def compress_layer(layer: nn.Module, **settings) -> nn.Module:
+    """A compressed copy of a Linear / Conv2d with ``settings`` on top of its current ones.
+
+    An already compressed layer keeps its mask and other settings unless overridden; the
+    quantizer or codebook is then fitted to the (masked) weights.
+    """
+    current = layer.compression_args() if isinstance(layer, COMPRESSED) else {}
+    merged = {**current, **settings}
+    if isinstance(layer, nn.Linear):
+        new = CompressedLinear(layer.in_features, layer.out_features, layer.bias is not None,
+                               **merged, calibrate=False)
+    else:
+        new = CompressedConv2d(
+            layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
+            padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
+            bias=layer.bias is not None, padding_mode=layer.padding_mode, **merged,
+            calibrate=False,
+        )
+    with torch.no_grad():
+        new.weight.copy_(layer.weight)
+        if layer.bias is not None:
+            new.bias.copy_(layer.bias)
+        if new.sparse:
+            new.mask = layer.mask.clone() if getattr(layer, "sparse", False) else (
+                layer.weight != 0)
+    new.calibrate()
+    return new.to(layer.weight.device).train(layer.training)
+
+
+def leaf_layers(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+    """The Linear / Conv2d layers at or inside ``module`` (replaced layers have several)."""
+    if isinstance(module, (nn.Linear, nn.Conv2d)):
+        return [(prefix, module)]
+    return [(f"{prefix}.{n}" if prefix else n, m) for n, m in module.named_modules()
+            if isinstance(m, (nn.Linear, nn.Conv2d))]
 
 
 class LowRankLinear(nn.Module):

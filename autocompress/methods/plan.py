@@ -111,7 +111,9 @@ class CompressionPlan:
 def _check_combination(name: str, configs: tuple[MethodConfig, ...]) -> None:
     stages = [c.stage for c in configs]
     if stages != sorted(stages):
-        raise PlanError(f"{name}: methods must be ordered prune -> factorize -> quantize")
+        raise PlanError(
+            f"{name}: methods must be ordered prune -> factorize -> sparsify -> quantize or share"
+        )
     for stage in set(stages):
         if stages.count(stage) > 1:
             clash = [c.method for c in configs if c.stage == stage]

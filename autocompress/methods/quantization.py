@@ -1,37 +1,34 @@
-"""Per-layer weight quantization to any bit width, trained with a straight-through estimator."""
+"""Per-layer weight quantization (1..8 bits, float16) and k-means weight sharing."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from autocompress.errors import invalid
-from autocompress.methods.base import (
-    QUANTIZE,
-    ApplyContext,
-    Method,
-    MethodConfig,
-    register,
-)
-from autocompress.methods.layers import ALLOWED_BITS, QuantConv2d, QuantLinear
+from autocompress.methods.base import QUANTIZE, ApplyContext, Method, MethodConfig, register
+from autocompress.methods.layers import compress_layer, leaf_layers
+from autocompress.methods.quantizers import ALLOWED_BITS, SHARE_BITS
 
 
 @dataclass(frozen=True)
 class QuantizeConfig(MethodConfig):
-    """Quantize a layer's weights.
+    """Quantize a layer's weights (quantization-aware fine-tuning, learned step size).
 
     Attributes:
-        bits: 1 (binary), 2..8 (integer codes), 16 (float16) or 32 (unchanged).
-        per_channel: One scale per output channel instead of one per tensor.
+        bits: 1 (binary: sign times a per-channel scale, XNOR-Net), 2..8 (integer codes),
+            16 (float16) or 32 (unchanged).
+        per_channel: One step per output channel instead of one per tensor.
+        symmetric: Codes centred on zero; affine (False) adds a zero point per step.
     """
 
     method = "quantize"
     stage = QUANTIZE
     bits: int = 8
     per_channel: bool = True
+    symmetric: bool = True
 
     def __post_init__(self):
         if self.bits not in ALLOWED_BITS:
@@ -41,30 +38,44 @@ class QuantizeConfig(MethodConfig):
         return self.bits == 32
 
 
-def quantize_module(module: nn.Module, config: QuantizeConfig) -> nn.Module:
-    """Return a quantized copy of a Linear / Conv2d; other modules get their children quantized."""
-    kw = {"bits": config.bits, "per_channel": config.per_channel}
-    if isinstance(module, nn.Linear):
-        new = QuantLinear(module.in_features, module.out_features, module.bias is not None, **kw)
-    elif isinstance(module, nn.Conv2d):
-        new = QuantConv2d(
-            module.in_channels, module.out_channels, module.kernel_size, stride=module.stride,
-            padding=module.padding, dilation=module.dilation, groups=module.groups,
-            bias=module.bias is not None, padding_mode=module.padding_mode, **kw,
-        )
-    else:
-        for name, child in module.named_children():
-            setattr(module, name, quantize_module(child, config))
-        return module
-    new.load_state_dict(module.state_dict())
-    return new.to(module.weight.device).train(module.training)
+@dataclass(frozen=True)
+class ShareConfig(MethodConfig):
+    """k-means weight sharing (Deep Compression): ``2**bits`` shared values per layer.
+
+    The codebook is initialised linearly between the weights' extremes, fitted by Lloyd's
+    algorithm on the (unpruned) weights, then fine-tuned by gradient (centroid fine-tuning).
+    The artifact stores the codebook and the Huffman- or fixed-width-coded indices.
+
+    Attributes:
+        bits: Index width, 1..8 (2 to 256 shared values).
+    """
+
+    method = "share"
+    stage = QUANTIZE
+    bits: int = 4
+
+    def __post_init__(self):
+        if self.bits not in SHARE_BITS:
+            raise invalid("share.bits", self.bits, SHARE_BITS)
+
+
+def _replace_leaves(model: nn.Module, name: str, **settings) -> None:
+    for leaf_name, leaf in leaf_layers(model.get_submodule(name), name):
+        model.set_submodule(leaf_name, compress_layer(leaf, **settings))
 
 
 def apply_quantize(model: nn.Module, targets: Mapping[str, QuantizeConfig], ctx: ApplyContext):
-    """Replace each target layer (or every Linear/Conv2d inside it) by its quantized version."""
-    with torch.no_grad():
-        for name, config in targets.items():
-            model.set_submodule(name, quantize_module(model.get_submodule(name), config))
+    """Quantize each target layer (every Linear / Conv2d inside a replaced one)."""
+    for name, c in targets.items():
+        _replace_leaves(model, name, bits=c.bits, per_channel=c.per_channel,
+                        symmetric=c.symmetric, share_bits=0)
+
+
+def apply_share(model: nn.Module, targets: Mapping[str, ShareConfig], ctx: ApplyContext):
+    """Share each target layer's weights through a k-means codebook."""
+    for name, c in targets.items():
+        _replace_leaves(model, name, share_bits=c.bits, bits=32)
 
 
 QUANTIZE_METHOD = register(Method(QuantizeConfig, (nn.Linear, nn.Conv2d), apply_quantize))
+SHARE_METHOD = register(Method(ShareConfig, (nn.Linear, nn.Conv2d), apply_share))

@@ -88,10 +88,11 @@ def run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> Non
     _fine_tune(student, teacher, splits, plan, recipe, base, report)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / ARTIFACT_NAME
-        save_compressed(student, path, extra=extra)
+        size = save_compressed(student, path, extra=extra)  # coded sizes depend on the values
         accuracy = evaluate(load_compressed(path), splits.val)  # the artifact's, as users get it
-        constraints = violations(ctx.budgets, {**costs, "accuracy": accuracy})
-        report({**base, "accuracy": accuracy, "constraints": constraints,
+        final = {**costs, "size_bytes": float(size), "size_kb": size / 1024, "accuracy": accuracy}
+        constraints = violations(ctx.budgets, final)
+        report({**base, **final, "constraints": constraints,
                 "feasible": float(is_feasible(constraints)),
                 "epochs_trained": recipe.training.epochs, "final": 1.0, "status": "completed",
                 "time_total_s": time.perf_counter() - started}, tmp)
