@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections import OrderedDict
@@ -205,9 +206,15 @@ def test_flipped_tensor_byte_fails_the_checksum(tmp_path, artifact):
 
 
 def test_changed_spec_fails_the_checksum(tmp_path, artifact):
+    from safetensors.torch import load, save
+
+    from autocompress.export.artifact import _pack_spec, _unpack_spec
+
     path, data = artifact
-    assert b'"bits\\": 4' in data
-    changed = data.replace(b'"bits\\": 4', b'"bits\\": 5', 1)  # same length, valid JSON
+    header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+    spec = _unpack_spec(header["__metadata__"]["autocompress"])
+    spec["base"]["kwargs"]["width"] = 9  # a plausible edit that keeps the old checksum
+    changed = save(load(data), metadata={"autocompress": _pack_spec(spec)})
     message = damaged(tmp_path / "bad.acz", changed)
     assert "checksum" in message
 

@@ -10,8 +10,10 @@ is unpickled. Size budgets are the bytes of this file.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import zlib
 import os
 from typing import Any
 
@@ -25,7 +27,7 @@ from autocompress.errors import ArtifactError
 from autocompress.export.modules import build, describe
 from autocompress.export.weights import ENCODED, compressed_layers, decode_layer, encode_layer
 
-FORMAT, VERSION = "autocompress-artifact", 1
+FORMAT, VERSION = "autocompress-artifact", 2
 BASE_ATTR = "_autocompress_base"
 
 
@@ -53,7 +55,7 @@ def to_bytes(model: nn.Module, base: dict | None = None, extra: dict | None = No
         "extra": extra or {},
     }
     spec["checksum"] = _checksum(tensors, spec)
-    return st_save(tensors, metadata={"autocompress": json.dumps(spec, sort_keys=True)})
+    return st_save(tensors, metadata={"autocompress": _pack_spec(spec)})
 
 
 def save_compressed(model: nn.Module, path: str | os.PathLike, base: dict | None = None,
@@ -101,13 +103,23 @@ def from_bytes(data: bytes, where: str = "artifact") -> nn.Module:
     return model.eval()
 
 
+def _pack_spec(spec: dict[str, Any]) -> str:
+    """The spec as compact JSON, deflated and base64-encoded (it is most of a tiny file)."""
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()
+    return base64.b64encode(zlib.compress(text, 9)).decode("ascii")
+
+
+def _unpack_spec(packed: str) -> dict[str, Any]:
+    return json.loads(zlib.decompress(base64.b64decode(packed, validate=True)))
+
+
 def _parse(data: bytes, where: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     try:
         header_len = int.from_bytes(data[:8], "little")
         header = json.loads(data[8 : 8 + header_len])
-        spec = json.loads(header["__metadata__"]["autocompress"])
+        spec = _unpack_spec(header["__metadata__"]["autocompress"])
         tensors = st_load(data)
-    except (SafetensorError, ValueError, KeyError, TypeError) as exc:
+    except (SafetensorError, ValueError, KeyError, TypeError, zlib.error) as exc:
         raise ArtifactError(f"{where}: not a valid autocompress artifact ({exc})") from None
     if not isinstance(spec, dict):
         raise ArtifactError(f"{where}: not a valid autocompress artifact (spec is not a mapping)")
