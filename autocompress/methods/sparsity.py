@@ -59,9 +59,14 @@ def _threshold(weights: list[torch.Tensor], sparsity: float) -> float:
     return float(torch.kthvalue(magnitudes, count).values)
 
 
+def _current(leaf: nn.Module) -> torch.Tensor:
+    """The weights as they stand: already pruned entries count as zero (iterative pruning)."""
+    return leaf.masked_weight() if getattr(leaf, "sparse", False) else leaf.weight
+
+
 def _mask_leaves(model: nn.Module, leaves: list[tuple[str, nn.Module]], threshold: float):
     for name, leaf in leaves:
-        mask = leaf.weight.detach().abs() > threshold
+        mask = _current(leaf).detach().abs() > threshold
         new = compress_layer(leaf, sparse=True)
         new.mask = mask
         new.calibrate()
@@ -79,11 +84,12 @@ def apply_sparsify(model: nn.Module, targets: Mapping[str, SparsifyConfig], ctx:
     for name, config in targets.items():
         if config.scope == "layer":
             leaves = leaf_layers(model.get_submodule(name), name)
-            _mask_leaves(model, leaves, _threshold([m.weight for _, m in leaves], config.sparsity))
+            _mask_leaves(model, leaves, _threshold([_current(m) for _, m in leaves],
+                                                   config.sparsity))
     if global_targets:
         leaves = [leaf for n in global_targets for leaf in leaf_layers(model.get_submodule(n), n)]
         sparsity = next(iter(global_targets.values())).sparsity
-        _mask_leaves(model, leaves, _threshold([m.weight for _, m in leaves], sparsity))
+        _mask_leaves(model, leaves, _threshold([_current(m) for _, m in leaves], sparsity))
 
 
 SPARSIFY_METHOD = register(Method(SparsifyConfig, (nn.Linear, nn.Conv2d), apply_sparsify))
