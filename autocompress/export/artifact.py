@@ -13,8 +13,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import zlib
 import os
+import zlib
 from typing import Any
 
 import torch

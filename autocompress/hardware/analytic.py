@@ -18,13 +18,19 @@ def count_params(model: nn.Module) -> int:
 
 
 def count_macs(model: nn.Module, example_inputs: Any) -> int:
-    """Multiply-accumulates per sample of Linear and Conv layers, counted on a real forward."""
+    """Multiply-accumulates per sample, counted on a real forward.
+
+    Linear and Conv layers are counted from their shapes; a module that knows its own cost
+    (``macs_per_sample(output)``, e.g. FFT-based circulant layers) reports it.
+    """
     total = 0
 
     def hook(module, inputs, output):
         nonlocal total
         batch = output.shape[0] if output.dim() > 1 else 1
-        if isinstance(module, nn.Linear):
+        if hasattr(module, "macs_per_sample"):
+            total += int(module.macs_per_sample(output))
+        elif isinstance(module, nn.Linear):
             total += output.numel() // batch * module.in_features
         else:
             kernel = module.weight[0].numel()  # in_channels/groups * kh * kw
@@ -34,6 +40,7 @@ def count_macs(model: nn.Module, example_inputs: Any) -> int:
         m.register_forward_hook(hook)
         for m in model.modules()
         if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))
+        or hasattr(m, "macs_per_sample")
     ]
     was_training = model.training
     try:
@@ -60,7 +67,7 @@ def weight_bytes(model: nn.Module) -> int:
         kept = int(layer.mask.sum()) if layer.sparse else layer.weight.numel()
         total_bits += kept * (layer.share_bits or layer.bits)
         encoded.update(id(getattr(layer, n)) for n in ENCODED if hasattr(layer, n))
-    for tensor in list(model.parameters()) + list(model.buffers()):
+    for tensor in model.state_dict(keep_vars=True).values():  # persistent state only
         if id(tensor) not in encoded:
             total_bits += tensor.numel() * tensor.element_size() * 8
     return (total_bits + 7) // 8

@@ -3,6 +3,7 @@
 Importing this package registers the built-in methods.
 """
 
+from autocompress.methods import compact, decomposition, structured  # noqa: F401 (registers)
 from autocompress.methods.apply import (
     LayerInfo,
     apply_plan,

@@ -17,7 +17,7 @@ by least squares so that the layer's outputs match the original layer's on real 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -287,7 +287,8 @@ def _check_conv(conv: nn.Conv2d, groups: int, rank: int, name: str) -> None:
 # --- methods --------------------------------------------------------------------------------
 
 
-def _replace(model: nn.Module, name: str, build, init: str, ctx: ApplyContext) -> None:
+def _replace(model: nn.Module, name: str, build: Callable[[nn.Conv2d], _SpatialPointwise],
+             init: str, ctx: ApplyContext) -> None:
     """Swap in ``build(conv)``; refit its pointwise conv on the layer's calibration inputs."""
     conv = model.get_submodule(name)
     new = build(conv)

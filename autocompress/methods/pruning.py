@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 import torch_pruning as tp
 from torch import nn
 
@@ -24,7 +25,9 @@ from autocompress.methods.base import (
     register,
 )
 
-IMPORTANCES = ("l1", "l2")
+IMPORTANCES = ("l1", "l2", "taylor", "hessian")
+DATA_AWARE = ("taylor", "hessian")
+HESSIAN_SAMPLES = 32
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,11 @@ class PruneConfig(MethodConfig):
 
     Attributes:
         ratio: Fraction of output channels to remove, in [0, 1).
-        importance: Channel importance: ``l1`` or ``l2`` norm of the channel's weights,
-            summed over every layer coupled with it.
+        importance: Channel importance, summed over every layer coupled with the channel:
+            ``l1`` / ``l2`` norm of its weights; ``taylor``, first-order Taylor expansion of
+            the loss (|w * dL/dw|, Molchanov et al. 2019); ``hessian``, the diagonal-Hessian
+            saliency of Optimal Brain Damage (w^2 * E[(dL/dw)^2], the Fisher approximation).
+            The data-aware criteria need calibration data (a batch of inputs and targets).
         round_to: Keep a multiple of this many channels (hardware-friendly widths).
     """
 
@@ -56,6 +62,28 @@ class PruneConfig(MethodConfig):
 
 
 _OUT_HANDLERS = (tp.prune_conv_out_channels, tp.prune_linear_out_channels)
+
+
+def _importance(name: str, model: nn.Module, ctx: ApplyContext, group):
+    """The Torch-Pruning scorer; data-aware ones get gradients of the loss on calibration data."""
+    if name in ("l1", "l2"):
+        return tp.importance.GroupMagnitudeImportance(p=1 if name == "l1" else 2)
+    if ctx.calibration is None:
+        raise PlanError(f"{', '.join(group)}: prune importance {name!r} needs calibration data "
+                        "(a batch of inputs and targets); use l1 or l2 without data")
+    inputs, targets = ctx.calibration
+    model.zero_grad()
+    if name == "taylor":
+        F.cross_entropy(model(inputs), targets).backward()
+        return tp.importance.GroupTaylorImportance()
+    scorer = tp.importance.GroupHessianImportance()
+    losses = F.cross_entropy(model(inputs[:HESSIAN_SAMPLES]), targets[:HESSIAN_SAMPLES],
+                             reduction="none")
+    for loss in losses:  # per-sample gradients: E[g^2] approximates the Hessian diagonal
+        model.zero_grad()
+        loss.backward(retain_graph=True)
+        scorer.accumulate_grad(model)
+    return scorer
 
 
 def coupled_layers(model: nn.Module, example_inputs) -> dict[str, tuple[str, ...]]:
@@ -122,10 +150,11 @@ def _prune_group(model, group, importance, round_to, ctx) -> None:
     ignored = [model.get_submodule(name) for name in ctx.output_layers]
     was_training = model.training
     model.eval()
+    scorer = _importance(importance, model, ctx, group)
     pruner = tp.pruner.BasePruner(
         model,
         ctx.example_inputs,
-        importance=tp.importance.GroupMagnitudeImportance(p=1 if importance == "l1" else 2),
+        importance=scorer,
         pruning_ratio=0.0,
         pruning_ratio_dict=ratios,
         ignored_layers=ignored,
@@ -133,6 +162,7 @@ def _prune_group(model, group, importance, round_to, ctx) -> None:
     _check_coupling(pruner, model, group)
     with torch.no_grad():
         pruner.step()
+    model.zero_grad(set_to_none=True)
     model.train(was_training)
 
 

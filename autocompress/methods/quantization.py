@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from autocompress.errors import invalid
+from autocompress.errors import PlanError, invalid
 from autocompress.methods.base import QUANTIZE, ApplyContext, Method, MethodConfig, register
 from autocompress.methods.layers import compress_layer, leaf_layers
 from autocompress.methods.quantizers import ALLOWED_BITS, SHARE_BITS
@@ -60,7 +60,12 @@ class ShareConfig(MethodConfig):
 
 
 def _replace_leaves(model: nn.Module, name: str, **settings) -> None:
-    for leaf_name, leaf in leaf_layers(model.get_submodule(name), name):
+    leaves = leaf_layers(model.get_submodule(name), name)
+    if not leaves:
+        kind = type(model.get_submodule(name)).__name__
+        raise PlanError(f"{name}: is now a {kind} with no Linear / Conv2d weights to quantize "
+                        "or share (a structured replacement stores its own parameters)")
+    for leaf_name, leaf in leaves:
         model.set_submodule(leaf_name, compress_layer(leaf, **settings))
 
 

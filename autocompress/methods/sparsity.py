@@ -81,6 +81,10 @@ def apply_sparsify(model: nn.Module, targets: Mapping[str, SparsifyConfig], ctx:
             f"{', '.join(global_targets)}: global sparsify targets share one threshold, so they "
             "need the same sparsity"
         )
+    for name in targets:
+        if not leaf_layers(model.get_submodule(name), name):
+            kind = type(model.get_submodule(name)).__name__
+            raise PlanError(f"{name}: is now a {kind} with no Linear / Conv2d weights to sparsify")
     for name, config in targets.items():
         if config.scope == "layer":
             leaves = leaf_layers(model.get_submodule(name), name)

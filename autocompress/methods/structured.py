@@ -110,6 +110,13 @@ class CirculantLinear(nn.Module):
         y = y[..., : self.out_features]
         return y if self.bias is None else y + self.bias
 
+    def macs_per_sample(self, output: torch.Tensor) -> int:
+        """Real multiplies: two rFFTs and the spectral products (complex MAC = 4 real)."""
+        b, freqs = self.block, self.block // 2 + 1
+        fft = 2 * b * max(1, math.ceil(math.log2(b)))
+        return self.in_blocks * fft + self.out_blocks * fft + 4 * (
+            self.out_blocks * self.in_blocks * freqs)
+
     def dense_weight(self) -> torch.Tensor:
         """The ``(out_features, in_features)`` matrix this layer multiplies by."""
         blocks = self.weight[:, :, _diagonals(self.block, self.weight.device)]  # (P, Q, b, b)
@@ -267,6 +274,10 @@ class HashedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.virtual_weight(), self.bias)
+
+    def macs_per_sample(self, output: torch.Tensor) -> int:
+        """The virtual weight is dense: a full ``in x out`` product per sample."""
+        return self.in_features * self.out_features
 
     def export_args(self) -> dict[str, Any]:
         return {"in_features": self.in_features, "out_features": self.out_features,
