@@ -8,7 +8,7 @@ import optuna
 import pytest
 import torch
 
-from autocompress.errors import ConfigError
+from autocompress.errors import ConfigError, PlanError
 from autocompress.methods import CompressionPlan, apply_plan, compressible_layers
 from autocompress.space import Choice, Constant, Range, SearchSpace, bind, parse_distribution
 
@@ -302,3 +302,62 @@ def test_a_coupled_group_gets_one_prune_knob():
                      "methods": {"prune": {"ratio": {"low": 0.0, "high": 0.5}}}}]})
     bound = bind(space, compressible_layers(model, example_input(model)))
     assert bound.searched() == ["layers/stem.0/prune/ratio", "layers/block.0/prune/ratio"]
+
+
+CHOICE_SPACE = {"layers": [
+    {"select": {"type": "Conv2d"}, "choose": {"factorize": ["none", "tucker", "depthwise"]},
+     "methods": {"tucker": {"rank_ratio": {"low": 0.25, "high": 0.75}},
+                 "quantize": {"bits": {"choices": [4, 8]}}}},
+    {"select": {"name": "classifier.1"},
+     "choose": {"factorize": ["none", "svd", "circulant", "hashed"],
+                "quantize": ["quantize", "share"]},
+     "methods": {"svd": {"rank_ratio": {"low": 0.1, "high": 0.5}},
+                 "hashed": {"compression": {"low": 0.05, "high": 0.5}},
+                 "quantize": {"bits": {"choices": [4, 8]}},
+                 "share": {"bits": {"low": 2, "high": 6}}}},
+]}
+
+
+def test_choose_samples_one_alternative_per_stage_and_only_its_knobs():
+    from ray.tune.utils.util import unflatten_dict
+
+    from autocompress.zoo import build_model
+
+    model = build_model("digits_cnn", width=8)
+    x = torch.randn(2, 1, 8, 8)
+    bound = bind(SearchSpace.from_dict(CHOICE_SPACE), compressible_layers(model, x))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        constants = bound.sample(trial)  # before reading trial.params: sampling fills them
+        config = unflatten_dict({**trial.params, **constants})
+        fc = config["layers"]["classifier.1"]
+        factorize = fc["choose"]["factorize"]
+        seen.add(factorize)
+        others = {"svd", "circulant", "hashed"} - {factorize}
+        assert not others & set(fc)  # knobs of alternatives not picked are never sampled
+        if factorize in ("circulant", "hashed"):  # nothing left to quantize after them
+            assert "quantize" not in fc and "share" not in fc
+        else:
+            assert len({"quantize", "share"} & set(fc)) == 1
+        plan = bound.plan(config)
+        assert apply_plan(model, plan, x)(x).shape == (2, 10)
+    assert seen == {"none", "svd", "circulant", "hashed"}
+
+
+def test_choose_validates_stage_and_names():
+    with pytest.raises(ConfigError, match=r"choose.factorize: invalid value 'quantize'"):
+        SearchSpace.from_dict({"layers": [{"select": {"type": "Linear"},
+                                           "choose": {"factorize": ["none", "quantize"]}}]})
+    with pytest.raises(ConfigError, match=r"choose.fold: invalid value"):
+        SearchSpace.from_dict({"layers": [{"select": {"type": "Linear"},
+                                           "choose": {"fold": ["none", "svd"]}}]})
+    with pytest.raises(ConfigError, match="at least two alternatives"):
+        SearchSpace.from_dict({"layers": [{"select": {"type": "Linear"},
+                                           "choose": {"factorize": ["svd"]}}]})
+
+
+def test_quantizing_a_circulant_layer_is_refused_in_the_plan():
+    with pytest.raises(PlanError, match="fc: circulant replaces the layer's weights"):
+        CompressionPlan.from_dict({"layers": {"fc": {"circulant": {}, "quantize": {"bits": 4}}}})

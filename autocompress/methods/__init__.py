@@ -11,6 +11,8 @@ from autocompress.methods.apply import (
     find_output_layers,
 )
 from autocompress.methods.base import METHODS, ApplyContext, Method, MethodConfig, get_method
+from autocompress.methods.compact import DepthwiseSeparableConfig, GroupedPointwiseConfig
+from autocompress.methods.decomposition import CPConfig, TuckerConfig
 from autocompress.methods.distillation import DistillConfig, distillation_loss
 from autocompress.methods.layers import CompressedConv2d, CompressedLinear, LowRankLinear
 from autocompress.methods.lowrank import SVDConfig
@@ -18,8 +20,15 @@ from autocompress.methods.plan import CompressionPlan
 from autocompress.methods.pruning import PruneConfig
 from autocompress.methods.quantization import QuantizeConfig, ShareConfig
 from autocompress.methods.sparsity import SparsifyConfig
+from autocompress.methods.structured import CirculantConfig, HashedConfig
 
 __all__ = [
+    "CPConfig",
+    "CirculantConfig",
+    "DepthwiseSeparableConfig",
+    "GroupedPointwiseConfig",
+    "HashedConfig",
+    "TuckerConfig",
     "METHODS",
     "ApplyContext",
     "CompressedConv2d",

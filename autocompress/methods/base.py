@@ -141,6 +141,9 @@ class Method:
     layer_types: tuple[type[nn.Module], ...]
     apply: ApplyFn
     prunes_outputs: bool = False
+    # True when the replacement keeps its own parameter format (circulant, hashed): later
+    # sparsify / quantize / share stages have no Linear or Conv2d weight to act on.
+    replaces_weights: bool = False
 
 
 METHODS: dict[str, Method] = {}

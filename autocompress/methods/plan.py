@@ -16,10 +16,11 @@ from typing import Any
 from torch import nn
 
 from autocompress.errors import PlanError
-from autocompress.methods.base import STAGE_NAMES, MethodConfig, get_method
+from autocompress.methods.base import SPARSIFY, STAGE_NAMES, MethodConfig, get_method
 from autocompress.methods.distillation import DistillConfig
 
 SEP = "/"
+CHOOSE, DEFAULTS = "choose", "defaults"  # search-space bookkeeping found in trial configs
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,10 @@ class CompressionPlan:
         layers = {}
         for name, methods in (data.get("layers") or {}).items():
             configs = [
-                get_method(m, f"layers.{name}").config.from_dict(v or {}, f"layers.{name}.{m}")
+                get_method(m, f"layers.{name}").config.from_dict(
+                    {k: x for k, x in (v or {}).items() if k != DEFAULTS}, f"layers.{name}.{m}")
                 for m, v in methods.items()
+                if m != CHOOSE  # the searched choice between alternatives, kept for the record
             ]
             configs = sorted((c for c in configs if not c.is_identity()), key=lambda c: c.stage)
             if configs:
@@ -110,6 +113,11 @@ class CompressionPlan:
 
 def _check_combination(name: str, configs: tuple[MethodConfig, ...]) -> None:
     stages = [c.stage for c in configs]
+    for i, config in enumerate(configs):
+        later = [c.method for c in configs[i + 1:] if c.stage >= SPARSIFY]
+        if later and get_method(config.method).replaces_weights:
+            raise PlanError(f"{name}: {config.method} replaces the layer's weights with its own "
+                            f"format; {', '.join(later)} cannot follow it")
     if stages != sorted(stages):
         raise PlanError(
             f"{name}: methods must be ordered prune -> factorize -> sparsify -> quantize or share"

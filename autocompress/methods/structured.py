@@ -314,8 +314,9 @@ def apply_hashed(model: nn.Module, targets: Mapping[str, HashedConfig],
         model.set_submodule(name, hashed_linear(layer, config.size_for(layer), config.seed))
 
 
-CIRCULANT_METHOD = register(Method(CirculantConfig, (nn.Linear,), apply_circulant))
-HASHED_METHOD = register(Method(HashedConfig, (nn.Linear,), apply_hashed))
+CIRCULANT_METHOD = register(
+    Method(CirculantConfig, (nn.Linear,), apply_circulant, replaces_weights=True))
+HASHED_METHOD = register(Method(HashedConfig, (nn.Linear,), apply_hashed, replaces_weights=True))
 
 __all__ = [
     "CirculantConfig",

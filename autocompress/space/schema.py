@@ -26,9 +26,14 @@ from typing import Any
 from autocompress.config import load_yaml
 from autocompress.errors import invalid
 from autocompress.methods import DistillConfig, get_method
+from autocompress.methods.base import FACTORIZE, PRUNE, QUANTIZE, SPARSIFY
 from autocompress.space.distributions import Distribution, parse_distribution, values_of
 
-_RULE_KEYS = {"select", "methods"}
+_RULE_KEYS = {"select", "methods", "choose"}
+NONE = "none"
+# A rule's ``choose`` groups alternative methods by stage: one of them (or none) per layer.
+CHOICE_STAGES = {"prune": PRUNE, "factorize": FACTORIZE, "sparsify": SPARSIFY,
+                 "quantize": QUANTIZE}
 _SELECT_KEYS = {"name", "type"}
 _TOP_KEYS = {"name", "description", "layers", "distillation"}
 
@@ -40,6 +45,7 @@ class Rule:
     names: tuple[str, ...] = ()
     types: tuple[str, ...] = ()
     knobs: dict[str, dict[str, Distribution]] = field(default_factory=dict)
+    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -94,9 +100,30 @@ def _parse_rule(raw: Any, where: str) -> Rule:
     knobs = {}
     for method, fields in methods.items():
         config_cls = get_method(method, f"{where}.methods").config
-        knobs[method] = _parse_knobs(config_cls, fields, f"{where}.methods.{method}")
+        knobs[method] = _parse_knobs(config_cls, fields or {}, f"{where}.methods.{method}")
+    choices = _parse_choose(raw.get("choose") or {}, f"{where}.choose")
+    for names in choices.values():  # a chosen method with no knobs runs with its defaults
+        knobs.update({m: {} for m in names if m != NONE and m not in knobs})
     return Rule(_strings(select.get("name"), f"{where}.select.name"),
-                _strings(select.get("type"), f"{where}.select.type"), knobs)
+                _strings(select.get("type"), f"{where}.select.type"), knobs, choices)
+
+
+def _parse_choose(raw: Any, where: str) -> dict[str, tuple[str, ...]]:
+    """``{stage: [none, method, ...]}``: which alternative a layer gets is searched."""
+    if not isinstance(raw, dict):
+        raise invalid(where, raw, f"a mapping of stage ({', '.join(CHOICE_STAGES)}) to methods")
+    _no_unknown(raw, set(CHOICE_STAGES), where)
+    choices = {}
+    for stage, names in raw.items():
+        names = _strings(names, f"{where}.{stage}")
+        if len(names) < 2:
+            raise invalid(f"{where}.{stage}", raw[stage], "a list of at least two alternatives")
+        for name in names:
+            if name != NONE and get_method(name, f"{where}.{stage}").config.stage != (
+                    CHOICE_STAGES[stage]):
+                raise invalid(f"{where}.{stage}", name, f"'{NONE}' or a {stage}-stage method")
+        choices[stage] = names
+    return choices
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
