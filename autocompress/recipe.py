@@ -11,6 +11,8 @@ from autocompress.config import build, check_choices, choice, load_yaml, to_dict
 from autocompress.errors import ConfigError, invalid
 from autocompress.hardware.budget import Budget, parse_budgets
 from autocompress.methods import DistillConfig
+from autocompress.methods.feature_distillation import AttentionTransferConfig, HintConfig
+from autocompress.methods.regularizers import SparsityConfig
 
 SAMPLERS = ("tpe", "nsga2", "random")
 SCHEDULERS = ("asha", "none")
@@ -66,7 +68,11 @@ class TrainingConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     distillation: DistillConfig | None = field(default_factory=DistillConfig)
+    attention_transfer: AttentionTransferConfig | None = None
+    hint: HintConfig | None = None
+    sparsity: SparsityConfig | None = None
     limit_train_batches: int | None = None
+    calibration_samples: int = 256
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,8 @@ def test_default_space_parses():
     assert conv.knobs["prune"]["ratio"] == Range(0.0, 0.75, 0.125)
     assert conv.knobs["quantize"]["bits"] == Choice((2, 4, 8, 32))
     assert set(linear.knobs) == {"prune", "svd", "quantize"}
-    assert parsed.distillation == {"temperature": Range(1.0, 8.0), "alpha": Range(0.1, 0.9)}
+    assert parsed.training["distillation"] == {"temperature": Range(1.0, 8.0),
+                                               "alpha": Range(0.1, 0.9)}
 
 
 @pytest.mark.parametrize(

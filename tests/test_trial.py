@@ -76,3 +76,66 @@ def test_feasible_candidate_reports_each_epoch_then_its_artifact(prepared, tmp_p
     model = load_compressed(artifact)
     assert evaluate(model, trial_mod.load_splits(ctx.recipe).val) == final["accuracy"]
     assert final["accuracy"] > 0.5
+
+
+# Every family in one model: low-rank and compact convs, pruned + sparse + 4-bit linear, a shared
+# output layer, and distillation with attention transfer and an l1 regulariser.
+FAMILIES = {
+    "layers": {
+        "features.0": {"quantize": {"bits": 8}},
+        "features.3": {"prune": {"ratio": 0.25, "importance": "taylor"},
+                       "tucker": {"rank_ratio": 0.5}, "quantize": {"bits": 4}},
+        "features.7": {"depthwise": {"init": "lstsq"}, "share": {"bits": 4}},
+        "classifier.1": {"prune": {"ratio": 0.5}, "svd": {"rank_ratio": 0.5},
+                         "sparsify": {"sparsity": 0.5}, "quantize": {"bits": 4}},
+        "classifier.3": {"share": {"bits": 3}},
+    },
+    "distillation": {"temperature": 4.0, "alpha": 0.5},
+    "attention_transfer": {"pairs": "features.3:features.3", "beta": 500.0},
+    "sparsity": {"kind": "l1_weights", "strength": 1e-5},
+}
+
+
+def test_a_plan_mixing_every_family_fine_tunes_saves_and_reloads(prepared, tmp_path):
+    _, (ctx, baseline, _) = prepared
+    reports, report = collect(tmp_path)
+    trial_mod.run_trial(FAMILIES, ctx, report)
+    final, artifact = reports[-1]
+    assert final["status"] == "completed" and final["epochs_trained"] == 2
+    model = load_compressed(artifact)
+    assert evaluate(model, trial_mod.load_splits(ctx.recipe).val) == final["accuracy"]
+    assert final["accuracy"] > 0.5
+    assert final["size_bytes"] == artifact.stat().st_size < baseline["size_bytes"] / 6
+    assert type(model.features[3]).__name__ == "TuckerConv2d"
+    assert type(model.features[7]).__name__ == "DepthwiseSeparableConv2d"
+    assert model.classifier[1].u.sparse and model.classifier[1].u.bits == 4
+
+
+def test_the_full_space_samples_plans_from_every_family_that_apply():
+    import collections
+
+    import optuna
+    import torch
+    from ray.tune.utils.util import unflatten_dict
+
+    from autocompress.methods import apply_plan, compressible_layers
+    from autocompress.space import SearchSpace, bind
+    from autocompress.zoo import build_model
+    from tests.helpers import ROOT
+
+    model = build_model("digits_cnn", width=8).eval()
+    x = torch.randn(2, 1, 8, 8)
+    space = SearchSpace.from_yaml(ROOT / "search_spaces" / "cnn_full.yaml")
+    bound = bind(space, compressible_layers(model, x))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    calibration = (torch.randn(32, 1, 8, 8), torch.randint(0, 10, (32,)))
+    used = collections.Counter()
+    for _ in range(20):
+        trial = study.ask()
+        constants = bound.sample(trial)
+        plan = bound.plan(unflatten_dict({**trial.params, **constants}))
+        used.update(c.method for configs in plan.layers.values() for c in configs)
+        assert apply_plan(model, plan, x, calibration=calibration)(x).shape == (2, 10)
+        assert plan.attention_transfer is not None and plan.sparsity is not None
+    assert set(used) == {"prune", "tucker", "cp", "depthwise", "svd", "circulant", "hashed",
+                         "sparsify", "quantize", "share"}

@@ -18,8 +18,13 @@ from torch import nn
 from autocompress.errors import PlanError
 from autocompress.methods.base import SPARSIFY, STAGE_NAMES, MethodConfig, get_method
 from autocompress.methods.distillation import DistillConfig
+from autocompress.methods.feature_distillation import AttentionTransferConfig, HintConfig
+from autocompress.methods.regularizers import SparsityConfig
 
 SEP = "/"
+# Training-time methods (no change to the layers): plan key -> config class.
+TRAINING = {"distillation": DistillConfig, "attention_transfer": AttentionTransferConfig,
+            "hint": HintConfig, "sparsity": SparsityConfig}
 CHOOSE, DEFAULTS = "choose", "defaults"  # search-space bookkeeping found in trial configs
 
 
@@ -34,6 +39,9 @@ class CompressionPlan:
 
     layers: Mapping[str, tuple[MethodConfig, ...]] = field(default_factory=dict)
     distillation: DistillConfig | None = None
+    attention_transfer: AttentionTransferConfig | None = None
+    hint: HintConfig | None = None
+    sparsity: SparsityConfig | None = None
 
     def __post_init__(self):
         for name, configs in self.layers.items():
@@ -42,10 +50,10 @@ class CompressionPlan:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CompressionPlan:
         """Build a plan from its dict form; identity choices (ratio 0, 32 bits...) are dropped."""
-        unknown = set(data) - {"layers", "distillation"}
+        unknown = set(data) - {"layers", *TRAINING}
         if unknown:
             key = sorted(unknown)[0]
-            raise PlanError(f"plan: unknown key {key!r}; allowed: layers, distillation")
+            raise PlanError(f"plan: unknown key {key!r}; allowed: layers, {', '.join(TRAINING)}")
         layers = {}
         for name, methods in (data.get("layers") or {}).items():
             configs = [
@@ -57,16 +65,18 @@ class CompressionPlan:
             configs = sorted((c for c in configs if not c.is_identity()), key=lambda c: c.stage)
             if configs:
                 layers[name] = tuple(configs)
-        distill = data.get("distillation")
-        return cls(layers, DistillConfig.from_dict(distill) if distill is not None else None)
+        training = {key: config_cls.from_dict(data[key], key)
+                    for key, config_cls in TRAINING.items() if data.get(key) is not None}
+        return cls(layers, **training)
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as plain nested dicts (YAML / JSON ready)."""
         out: dict[str, Any] = {
             "layers": {n: {c.method: c.to_dict() for c in cs} for n, cs in self.layers.items()}
         }
-        if self.distillation is not None:
-            out["distillation"] = self.distillation.to_dict()
+        for key in TRAINING:
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key).to_dict()
         return out
 
     def to_params(self) -> dict[str, str]:
@@ -79,7 +89,7 @@ class CompressionPlan:
         nested: dict[str, Any] = {}
         for key, value in params.items():
             parts = key.split(SEP)
-            if parts[0] not in ("layers", "distillation"):
+            if parts[0] not in ("layers", *TRAINING):
                 continue
             node = nested
             for part in parts[:-1]:

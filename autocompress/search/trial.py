@@ -74,7 +74,9 @@ def run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> Non
     plan = ctx.space.plan(config)
     splits = load_splits(recipe)
     teacher = build_teacher(recipe, ctx.teacher_state)
-    student = apply_plan(teacher, plan, splits.val.tensors[0][:1], ctx.output_layers)
+    calibration = _calibration(splits, recipe.training.calibration_samples)
+    student = apply_plan(teacher, plan, splits.val.tensors[0][:1], ctx.output_layers,
+                         calibration)
     extra = {"plan": plan.to_dict(), "recipe": recipe.name}  # stored in the artifact
     costs = measure(student, splits, recipe, extra)
     constraints = violations(ctx.budgets, {**costs, "accuracy": 1.0})
@@ -85,7 +87,7 @@ def run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> Non
         report({**base, "accuracy": accuracy, "epochs_trained": 0, "final": 1.0,
                 "status": "infeasible"}, None)
         return
-    _fine_tune(student, teacher, splits, plan, recipe, base, report)
+    _fine_tune(student, teacher, splits, plan, ctx, base, report)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / ARTIFACT_NAME
         size = save_compressed(student, path, extra=extra)  # coded sizes depend on the values
@@ -98,8 +100,9 @@ def run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> Non
                 "time_total_s": time.perf_counter() - started}, tmp)
 
 
-def _fine_tune(student, teacher, splits, plan: CompressionPlan, recipe: Recipe,
+def _fine_tune(student, teacher, splits, plan: CompressionPlan, ctx: SearchContext,
                base: dict[str, Any], report: Report) -> None:
+    recipe = ctx.recipe
     import pytorch_lightning as pl
 
     from autocompress.training import fine_tune
@@ -114,7 +117,16 @@ def _fine_tune(student, teacher, splits, plan: CompressionPlan, recipe: Recipe,
             report({**base, "accuracy": accuracy, "epochs_trained": trainer.current_epoch + 1,
                     "final": 0.0, "status": "training"}, None)
 
-    fine_tune(student, teacher, splits, recipe.training,
-              distillation=plan.distillation or recipe.training.distillation,
-              batch_size=recipe.data.batch_size, callbacks=[EpochReport()],
-              seed=recipe.search.seed)
+    t = recipe.training
+    fine_tune(student, teacher, splits, t,
+              distillation=plan.distillation or t.distillation,
+              attention=plan.attention_transfer or t.attention_transfer,
+              hint=plan.hint or t.hint, sparsity=plan.sparsity or t.sparsity,
+              output_layers=ctx.output_layers, batch_size=recipe.data.batch_size,
+              callbacks=[EpochReport()], seed=recipe.search.seed)
+
+
+def _calibration(splits: DatasetSplits, samples: int):
+    """A fixed batch of training data for data-aware methods (importance, least squares)."""
+    x, y = splits.train.tensors
+    return x[:samples], y[:samples]

@@ -11,7 +11,7 @@ from typing import Any
 from autocompress.errors import ConfigError
 from autocompress.methods import CompressionPlan, LayerInfo, get_method
 from autocompress.methods.base import SPARSIFY
-from autocompress.methods.plan import SEP
+from autocompress.methods.plan import SEP, TRAINING
 from autocompress.space.distributions import Choice, Constant, Distribution, TrialLike
 from autocompress.space.schema import NONE, Rule, SearchSpace
 
@@ -70,7 +70,7 @@ class BoundSpace:
         if any(SEP in k for k in config):
             return CompressionPlan.from_params(config)
         return CompressionPlan.from_dict({k: v for k, v in config.items()
-                                          if k in ("layers", "distillation")})
+                                          if k in ("layers", *TRAINING)})
 
     def searched(self) -> list[str]:
         """Keys of the knobs that are really searched (not constants)."""
@@ -115,8 +115,8 @@ def _knobs(chosen, groups, space: SearchSpace) -> tuple[Knob, ...]:
                                   Constant(True), k.layer, k.method, k.stage) for k in knobs]
     order = {layer: i for i, layer in enumerate(dict.fromkeys(k.layer for k in knobs))}
     knobs.sort(key=lambda k: (order[k.layer], k.method != CHOOSE, _stage(k.method)))
-    for field_name, dist in (space.distillation or {}).items():
-        knobs.append(Knob(f"distillation{SEP}{field_name}", dist))
+    for key, fields in space.training.items():
+        knobs.extend(Knob(f"{key}{SEP}{name}", dist) for name, dist in fields.items())
     return tuple(knobs)
 
 

@@ -25,9 +25,10 @@ from typing import Any
 
 from autocompress.config import load_yaml
 from autocompress.errors import invalid
-from autocompress.methods import DistillConfig, get_method
+from autocompress.methods import get_method
 from autocompress.methods.base import FACTORIZE, PRUNE, QUANTIZE, SPARSIFY
-from autocompress.space.distributions import Distribution, parse_distribution, values_of
+from autocompress.methods.plan import TRAINING
+from autocompress.space.distributions import Constant, Distribution, parse_distribution, values_of
 
 _RULE_KEYS = {"select", "methods", "choose"}
 NONE = "none"
@@ -35,7 +36,7 @@ NONE = "none"
 CHOICE_STAGES = {"prune": PRUNE, "factorize": FACTORIZE, "sparsify": SPARSIFY,
                  "quantize": QUANTIZE}
 _SELECT_KEYS = {"name", "type"}
-_TOP_KEYS = {"name", "description", "layers", "distillation"}
+_TOP_KEYS = {"name", "description", "layers", *TRAINING}
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class SearchSpace:
     """A parsed search-space file."""
 
     rules: tuple[Rule, ...]
-    distillation: dict[str, Distribution] | None = None
+    training: dict[str, dict[str, Distribution]] = field(default_factory=dict)
     name: str = ""
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -74,10 +75,9 @@ class SearchSpace:
         if not isinstance(rules, list):
             raise invalid("space.layers", rules, "a list of rules")
         parsed = tuple(_parse_rule(r, f"space.layers[{i}]") for i, r in enumerate(rules))
-        distill = raw.get("distillation")
-        if distill is not None:
-            distill = _parse_knobs(DistillConfig, distill, "space.distillation")
-        return cls(parsed, distill, raw.get("name", name), raw)
+        training = {key: _parse_knobs(config_cls, raw[key], f"space.{key}")
+                    for key, config_cls in TRAINING.items() if raw.get(key) is not None}
+        return cls(parsed, training, raw.get("name", name), raw)
 
 
 def _no_unknown(raw: dict, allowed: set[str], where: str) -> None:
@@ -141,7 +141,8 @@ def _parse_knobs(config_cls, raw: Any, where: str) -> dict[str, Distribution]:
         raise invalid(where, raw, f"a mapping of knobs {sorted(fields)}")
     _no_unknown(raw, fields, where)
     knobs = {k: parse_distribution(v, f"{where}.{k}") for k, v in raw.items()}
+    fixed = {k: d.value for k, d in knobs.items() if isinstance(d, Constant)}
     for knob, dist in knobs.items():
         for value in values_of(dist):  # every reachable extreme must make a valid config
-            config_cls.from_dict({knob: value}, where)  # errors name f"{where}.{knob}"
+            config_cls.from_dict({**fixed, knob: value}, where)  # errors name where.knob
     return knobs

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from autocompress.errors import PlanError
 from autocompress.methods import DistillConfig, distillation_loss
+from autocompress.methods.feature_distillation import (
+    AttentionTransferConfig,
+    FeatureDistiller,
+    HintConfig,
+)
+from autocompress.methods.layers import COMPRESSED
+from autocompress.methods.regularizers import SparsityConfig, SparsityRegularizer, select_layers
 from autocompress.recipe import TrainingConfig
 from autocompress.training.evaluate import loader
 from autocompress.zoo import DatasetSplits
@@ -23,12 +31,16 @@ class DistillationModule(pl.LightningModule):
     """
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None,
-                 distillation: DistillConfig | None, training: TrainingConfig):
+                 distillation: DistillConfig | None, training: TrainingConfig,
+                 features: FeatureDistiller | None = None,
+                 regularizer: SparsityRegularizer | None = None):
         super().__init__()
         self.student = student
         self._teacher = [teacher.eval().requires_grad_(False)] if teacher is not None else []
         self.distillation = distillation or DistillConfig(alpha=1.0)
         self.training_config = training
+        self.features = features  # attention transfer / hints (its regressors train too)
+        self.regularizer = regularizer  # l1 / l0 sparsity penalty (l0 gates train too)
 
     def on_fit_start(self) -> None:  # noqa: D102
         for teacher in self._teacher:
@@ -41,10 +53,14 @@ class DistillationModule(pl.LightningModule):
         x, y = batch
         logits = self.student(x)
         teacher_logits = None
-        if self._teacher and self.distillation.alpha < 1.0:
+        if self._teacher and (self.distillation.alpha < 1.0 or self.features is not None):
             with torch.no_grad():
                 teacher_logits = self._teacher[0](x)
         loss = distillation_loss(logits, teacher_logits, y, self.distillation)
+        if self.features is not None:
+            loss = loss + self.features.loss()
+        if self.regularizer is not None:
+            loss = loss + self.regularizer.penalty()
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
@@ -55,7 +71,7 @@ class DistillationModule(pl.LightningModule):
 
     def configure_optimizers(self):  # noqa: D102
         cfg = self.training_config
-        params = self.student.parameters()
+        params = [p for p in self.parameters() if p.requires_grad]  # student, regressors, gates
         if cfg.optimizer == "sgd":
             return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
         opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
@@ -73,13 +89,30 @@ def fine_tune(
     epochs: int | None = None,
     callbacks: Sequence[pl.Callback] = (),
     seed: int = 0,
+    attention: AttentionTransferConfig | None = None,
+    hint: HintConfig | None = None,
+    sparsity: SparsityConfig | None = None,
+    output_layers: Iterable[str] = (),
 ) -> nn.Module:
-    """Fine-tune ``student`` in place for ``epochs`` (default: the recipe's) and return it."""
+    """Fine-tune ``student`` in place for ``epochs`` (default: the recipe's) and return it.
+
+    Besides softened-softmax distillation, ``attention`` / ``hint`` add feature losses against
+    the teacher and ``sparsity`` adds an l1 or relaxed-l0 penalty; l0 gates are folded into the
+    weights at the end (closed channels become exactly zero). ``output_layers`` are never
+    regularised.
+    """
     for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     pl.seed_everything(seed, workers=False, verbose=False)
     student.train()  # students are copies of an eval-mode teacher; Lightning keeps modes as found
-    module = DistillationModule(student, teacher, distillation, training)
+    features = regularizer = None
+    if teacher is not None and (attention is not None or hint is not None):
+        features = FeatureDistiller(student, teacher, attention=attention, hint=hint,
+                                    example_inputs=splits.train.tensors[0][:2])
+    if sparsity is not None and not sparsity.is_identity():
+        _check_gateable(student, sparsity, output_layers)
+        regularizer = SparsityRegularizer(student, sparsity, exclude=output_layers)
+    module = DistillationModule(student, teacher, distillation, training, features, regularizer)
     trainer = pl.Trainer(
         max_epochs=epochs or training.epochs,
         accelerator="cpu",
@@ -92,9 +125,25 @@ def fine_tune(
         limit_train_batches=training.limit_train_batches,
         callbacks=list(callbacks),
     )
-    trainer.fit(
-        module,
-        loader(splits.train, batch_size, shuffle=True, seed=seed),
-        loader(splits.val, 256),
-    )
+    try:
+        trainer.fit(
+            module,
+            loader(splits.train, batch_size, shuffle=True, seed=seed),
+            loader(splits.val, 256),
+        )
+    finally:
+        if features is not None:
+            features.close()
+        if regularizer is not None:
+            regularizer.close(fold=sparsity.kind == "l0")
     return student.eval()
+
+
+def _check_gateable(student: nn.Module, sparsity: SparsityConfig, exclude: Iterable[str]):
+    """l0 gates fold into float weights: refuse layers whose weights are codes or a codebook."""
+    if sparsity.kind != "l0":
+        return
+    for name, layer in select_layers(student, sparsity, exclude).items():
+        if isinstance(layer, COMPRESSED) and (layer.uniform or layer.share_bits):
+            raise PlanError(f"{name}: l0 gates cannot fold into quantized or shared weights; "
+                            "restrict sparsity.layers to float layers")
