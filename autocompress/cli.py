@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--maximize", default="accuracy", help="metric to maximise (default accuracy)")
     k.add_argument("--output", required=True, help="where to write the compressed artifact")
     k.set_defaults(func=_pick)
+
+    i = sub.add_parser("inspect", help="per-layer bytes and structure of a compressed artifact")
+    i.add_argument("artifact", help="a .acz file written by pick or save_compressed")
+    i.add_argument("--format", choices=("table", "json"), default="table")
+    i.set_defaults(func=_inspect)
     return parser
 
 
@@ -109,6 +114,29 @@ def _pick(args: argparse.Namespace) -> int:
     metrics = {k: chosen.metrics.get(k) for k in ("accuracy", "latency_ms", "size_kb")}
     print(json.dumps({"trial": chosen.trial_id, "run_id": chosen.run_id,
                       "output": args.output, **metrics}))
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from autocompress.export import read_spec, size_breakdown
+
+    sizes, spec = size_breakdown(args.artifact), read_spec(args.artifact)
+    total = sum(sizes.values())
+    kinds = {m["name"]: m["type"] for m in spec["modules"]}
+    rows = [{"layer": name, "type": kinds.get(name, ""), "bytes": size,
+             "share": size / total} for name, size in sizes.items()]
+    if args.format == "json":
+        print(json.dumps({"bytes": total, "base": spec["base"], "layers": rows}, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{args.artifact}: {total:,} bytes ({total / 1024:.1f} KB)")
+    for column in ("layer", "type", "bytes", "share"):
+        table.add_column(column, justify="right" if column in ("bytes", "share") else "left")
+    for row in rows:
+        table.add_row(row["layer"], row["type"], f"{row['bytes']:,}", f"{row['share']:.1%}")
+    Console().print(table)
     return 0
 
 

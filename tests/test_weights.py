@@ -218,3 +218,21 @@ def test_configs_validate_and_round_trip():
         SparsifyConfig(sparsity=1.0)
     with pytest.raises(PlanError, match="at most one quantize or share method"):
         plan({"fc": {"quantize": {"bits": 4}, "share": {"bits": 4}}})
+
+
+def test_size_breakdown_adds_up_to_the_file_and_names_every_layer(tmp_path, capsys):
+    from autocompress.cli import main
+    from autocompress.export import size_breakdown
+
+    model, x = digits(width=16)
+    path = tmp_path / "m.acz"
+    size = save_compressed(apply_plan(model, plan(MIXED), x), path)
+    sizes = size_breakdown(path)
+    assert sum(sizes.values()) == size == path.stat().st_size
+    assert {"features.0", "features.3", "features.7", "classifier.1.u", "classifier.1.v",
+            "classifier.3", "(header)"} <= set(sizes)
+    assert main(["inspect", str(path), "--format", "json"]) == 0
+    import json
+
+    out = json.loads(capsys.readouterr().out)
+    assert out["bytes"] == size and {r["layer"] for r in out["layers"]} == set(sizes)

@@ -5,7 +5,9 @@ from autocompress.export.artifact import (
     model_ref,
     read_spec,
     save_compressed,
+    size_breakdown,
     to_bytes,
 )
 
-__all__ = ["load_compressed", "model_ref", "read_spec", "save_compressed", "to_bytes"]
+__all__ = ["load_compressed", "model_ref", "read_spec", "save_compressed", "size_breakdown",
+           "to_bytes"]

@@ -77,6 +77,21 @@ def read_spec(path: str | os.PathLike) -> dict[str, Any]:
     return _parse(_read(path), str(path))[1]
 
 
+def size_breakdown(source: bytes | str | os.PathLike) -> dict[str, int]:
+    """Bytes of an artifact (file or bytes) per layer, plus ``(header)`` for spec and index.
+
+    The values add up to the file's size: the header is everything that is not tensor data.
+    """
+    data = source if isinstance(source, bytes) else _read(source)
+    tensors, _ = _parse(data, str(source)[:80] if not isinstance(source, bytes) else "artifact")
+    sizes: dict[str, int] = {}
+    for key, tensor in tensors.items():
+        layer = key.rsplit(".", 1)[0]  # "fc.weight", "fc.values", "fc.positions" -> "fc"
+        sizes[layer] = sizes.get(layer, 0) + tensor.numel() * tensor.element_size()
+    sizes["(header)"] = len(data) - sum(sizes.values())
+    return sizes
+
+
 def _read(path: str | os.PathLike) -> bytes:
     try:
         with open(path, "rb") as f:
