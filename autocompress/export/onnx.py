@@ -1,0 +1,105 @@
+"""The deploy path: an ONNX file of the compressed model, float or int8 (QDQ) for ONNX Runtime.
+
+The exported graph computes what the compressed model computes: compressed layers are
+materialised with their effective (quantized / shared / masked) weights, hashed and circulant
+layers with their dense equivalents. With ``int8=True`` the graph is statically quantized to
+8-bit integer weights and activations (per-channel QDQ, calibrated on real inputs), so ONNX
+Runtime runs integer kernels: this is where quantization shows up in measured latency.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from autocompress.methods.layers import COMPRESSED
+
+INPUT, OUTPUT = "input", "logits"
+
+
+def deployable(model: nn.Module) -> nn.Module:
+    """A plain-PyTorch copy of ``model`` computing the same function (eval mode)."""
+    model = copy.deepcopy(model).eval()
+    for name, module in list(model.named_modules()):
+        plain = _materialise(module)
+        if plain is not None and name:
+            model.set_submodule(name, plain)
+    return model
+
+
+def _materialise(module: nn.Module) -> nn.Module | None:
+    with torch.no_grad():
+        if isinstance(module, COMPRESSED):
+            weight = module.effective_weight().detach()
+        elif hasattr(module, "virtual_weight"):  # hashed
+            weight = module.virtual_weight().detach()
+        elif hasattr(module, "dense_weight"):  # circulant: dense for portability
+            weight = module.dense_weight().detach()
+        else:
+            return None
+        if isinstance(module, nn.Conv2d):
+            plain = nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size,
+                              module.stride, module.padding, module.dilation, module.groups,
+                              module.bias is not None, module.padding_mode)
+        else:
+            plain = nn.Linear(weight.shape[1], weight.shape[0], module.bias is not None)
+        plain.weight.copy_(weight)
+        if module.bias is not None:
+            plain.bias.copy_(module.bias)
+    return plain.eval()
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, path: str | os.PathLike, *,
+                int8: bool = False, calibration: torch.Tensor | None = None,
+                opset: int = 17) -> int:
+    """Write the model as ONNX (batch dimension dynamic) and return the file's bytes.
+
+    Args:
+        model: The (compressed) model.
+        example: An input batch.
+        path: Where to write the ``.onnx`` file.
+        int8: Statically quantize to int8 QDQ (per-channel weights, calibrated activations).
+        calibration: Inputs for activation ranges (defaults to ``example``).
+        opset: ONNX opset.
+    """
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = Path(tmp) / "float.onnx" if int8 else path
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            torch.onnx.export(deployable(model), (example,), str(float_path), dynamo=False,
+                              input_names=[INPUT], output_names=[OUTPUT], opset_version=opset,
+                              dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
+        if int8:
+            _quantize_int8(float_path, path, calibration if calibration is not None else example)
+    return path.stat().st_size
+
+
+def _quantize_int8(source: Path, target: Path, calibration: torch.Tensor) -> None:
+    import logging
+
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(torch.split(calibration.detach(), 32))
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {INPUT: batch.numpy()}
+
+    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
+    quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, weight_type=QuantType.QInt8,
+                    activation_type=QuantType.QUInt8)

@@ -1,0 +1,45 @@
+"""Measured latency in ONNX Runtime on this machine's CPU (the deploy runtime of most edge CPUs)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import torch
+
+from autocompress.hardware.cpu import summarize
+
+
+def session(path: str | os.PathLike, threads: int = 1):
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads and full optimisation."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run(path: str | os.PathLike, inputs: torch.Tensor, threads: int = 1) -> np.ndarray:
+    """Outputs of the ONNX model on ``inputs``."""
+    s = session(path, threads)
+    return s.run(None, {s.get_inputs()[0].name: inputs.detach().numpy()})[0]
+
+
+def measure_onnx_latency(path: str | os.PathLike, example: torch.Tensor, *, threads: int = 1,
+                         warmup: int = 10, repeats: int = 50,
+                         max_seconds: float = 2.0) -> dict[str, float]:
+    """Median / p90 / spread of ``session.run`` on ``example`` after warm-up (as the CPU one)."""
+    s = session(path, threads)
+    feed = {s.get_inputs()[0].name: example.detach().numpy()}
+    for _ in range(warmup):
+        s.run(None, feed)
+    times: list[float] = []
+    deadline = time.perf_counter() + max_seconds
+    while len(times) < repeats and (len(times) < 5 or time.perf_counter() < deadline):
+        start = time.perf_counter()
+        s.run(None, feed)
+        times.append((time.perf_counter() - start) * 1e3)
+    return summarize(times)

@@ -1,0 +1,61 @@
+"""The int8 deploy path: ONNX export (float and QDQ int8) run in ONNX Runtime."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from autocompress.export.onnx import deployable, export_onnx
+from autocompress.hardware.onnxruntime import measure_onnx_latency, run
+from autocompress.methods import CompressionPlan, apply_plan
+from autocompress.zoo import build_model
+
+PLAN = {"layers": {
+    "features.3": {"prune": {"ratio": 0.5}, "quantize": {"bits": 8}},
+    "features.7": {"sparsify": {"sparsity": 0.5}, "share": {"bits": 4}},
+    "classifier.1": {"hashed": {"compression": 0.25}},
+    "classifier.3": {"quantize": {"bits": 4}},
+}}
+
+
+@pytest.fixture(scope="module")
+def compressed():
+    torch.manual_seed(0)
+    model = build_model("digits_cnn", width=8).eval()
+    x = torch.randn(64, 1, 8, 8)
+    return apply_plan(model, CompressionPlan.from_dict(PLAN), x[:1]).eval(), x
+
+
+def test_deployable_copy_is_plain_and_computes_the_same(compressed):
+    model, x = compressed
+    plain = deployable(model)
+    kinds = {type(m).__name__ for m in plain.modules()}
+    assert not kinds & {"CompressedLinear", "CompressedConv2d", "HashedLinear"}
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), model(x), atol=1e-5, rtol=1e-4)
+
+
+def test_float_onnx_reproduces_the_model(compressed, tmp_path):
+    model, x = compressed
+    size = export_onnx(model, x[:1], tmp_path / "f.onnx")
+    assert size == (tmp_path / "f.onnx").stat().st_size
+    with torch.no_grad():
+        np.testing.assert_allclose(run(tmp_path / "f.onnx", x), model(x).numpy(), atol=1e-4)
+
+
+def test_int8_onnx_stores_int8_weights_and_stays_close(compressed, tmp_path):
+    model, x = compressed
+    f = export_onnx(model, x[:1], tmp_path / "f.onnx")
+    q = export_onnx(model, x[:1], tmp_path / "q.onnx", int8=True, calibration=x)
+    graph = onnx.load(tmp_path / "q.onnx").graph
+    ops = {node.op_type for node in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    int8 = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert int8 and q < f / 2  # weights are int8 in the file
+    with torch.no_grad():
+        ref = model(x).numpy()
+    out = run(tmp_path / "q.onnx", x)
+    assert (out.argmax(1) == ref.argmax(1)).mean() > 0.9
+    timing = measure_onnx_latency(tmp_path / "q.onnx", x[:1], warmup=2, repeats=10,
+                                  max_seconds=0.5)
+    assert timing["latency_ms"] <= timing["latency_p90_ms"] and timing["runs"] >= 5
