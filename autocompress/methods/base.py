@@ -146,6 +146,13 @@ class Method:
     replaces_weights: bool = False
 
 
+def replace_each(model: nn.Module, targets: Mapping[str, MethodConfig],
+                 build: Callable[[nn.Module, Any, str], nn.Module]) -> None:
+    """Replace every target layer by ``build(layer, config, name)`` (layer-local transforms)."""
+    for name, config in targets.items():
+        model.set_submodule(name, build(model.get_submodule(name), config, name))
+
+
 METHODS: dict[str, Method] = {}
 
 
@@ -181,4 +188,5 @@ __all__ = [
     "check_range",
     "get_method",
     "register",
+    "replace_each",
 ]

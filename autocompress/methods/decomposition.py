@@ -40,6 +40,7 @@ from autocompress.methods.base import (
     MethodConfig,
     check_range,
     register,
+    replace_each,
 )
 from autocompress.methods.layers import exportable
 
@@ -328,16 +329,12 @@ def _balance(weights: np.ndarray, factors: list[np.ndarray]) -> list[np.ndarray]
 def apply_tucker(model: nn.Module, targets: Mapping[str, TuckerConfig],
                  ctx: ApplyContext) -> None:
     """Replace each target Conv2d by its Tucker-2 factorization."""
-    for name, config in targets.items():
-        conv = model.get_submodule(name)
-        model.set_submodule(name, tucker_conv(conv, *config.ranks_for(conv, name)))
+    replace_each(model, targets, lambda conv, c, name: tucker_conv(conv, *c.ranks_for(conv, name)))
 
 
 def apply_cp(model: nn.Module, targets: Mapping[str, CPConfig], ctx: ApplyContext) -> None:
     """Replace each target Conv2d by its CP factorization."""
-    for name, config in targets.items():
-        conv = model.get_submodule(name)
-        model.set_submodule(name, cp_conv(conv, config.rank_for(conv, name)))
+    replace_each(model, targets, lambda conv, c, name: cp_conv(conv, c.rank_for(conv, name)))
 
 
 TUCKER_METHOD = register(Method(TuckerConfig, (nn.Conv2d,), apply_tucker))

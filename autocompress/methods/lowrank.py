@@ -16,6 +16,7 @@ from autocompress.methods.base import (
     MethodConfig,
     check_range,
     register,
+    replace_each,
 )
 from autocompress.methods.layers import LowRankLinear
 
@@ -67,9 +68,8 @@ def factorize_linear(layer: nn.Linear, rank: int) -> LowRankLinear:
 
 def apply_svd(model: nn.Module, targets: Mapping[str, SVDConfig], ctx: ApplyContext) -> None:
     """Replace each target Linear by its low-rank factorization."""
-    for name, config in targets.items():
-        layer = model.get_submodule(name)
-        model.set_submodule(name, factorize_linear(layer, config.rank_for(layer, name)))
+    replace_each(model, targets,
+                 lambda layer, c, name: factorize_linear(layer, c.rank_for(layer, name)))
 
 
 SVD_METHOD = register(Method(SVDConfig, (nn.Linear,), apply_svd))

@@ -22,7 +22,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from autocompress.errors import PlanError, invalid
-from autocompress.methods.base import FACTORIZE, ApplyContext, Method, MethodConfig, register
+from autocompress.methods.base import (
+    FACTORIZE,
+    ApplyContext,
+    Method,
+    MethodConfig,
+    register,
+    replace_each,
+)
 from autocompress.methods.layers import exportable
 
 MAX_DEFAULT_BLOCK = 64
@@ -168,9 +175,8 @@ def circulant_linear(layer: nn.Linear, block: int) -> CirculantLinear:
 def apply_circulant(model: nn.Module, targets: Mapping[str, CirculantConfig],
                     ctx: ApplyContext) -> None:
     """Replace each target Linear by its block-circulant projection."""
-    for name, config in targets.items():
-        layer = model.get_submodule(name)
-        model.set_submodule(name, circulant_linear(layer, config.block_for(layer, name)))
+    replace_each(model, targets,
+                 lambda layer, c, name: circulant_linear(layer, c.block_for(layer, name)))
 
 
 # --- hashed ---------------------------------------------------------------------------------
@@ -309,9 +315,8 @@ def hashed_linear(layer: nn.Linear, size: int, seed: int = 0) -> HashedLinear:
 def apply_hashed(model: nn.Module, targets: Mapping[str, HashedConfig],
                  ctx: ApplyContext) -> None:
     """Replace each target Linear by its hashed projection."""
-    for name, config in targets.items():
-        layer = model.get_submodule(name)
-        model.set_submodule(name, hashed_linear(layer, config.size_for(layer), config.seed))
+    replace_each(model, targets,
+                 lambda layer, c, _name: hashed_linear(layer, c.size_for(layer), c.seed))
 
 
 CIRCULANT_METHOD = register(
