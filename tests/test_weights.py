@@ -236,3 +236,18 @@ def test_size_breakdown_adds_up_to_the_file_and_names_every_layer(tmp_path, caps
 
     out = json.loads(capsys.readouterr().out)
     assert out["bytes"] == size and {r["layer"] for r in out["layers"]} == set(sizes)
+
+
+def test_reapplying_a_plan_to_a_shared_layer_keeps_its_fine_tuned_centroids():
+    model, x = digits()
+    shared = apply_plan(model, plan({"classifier.1": {"share": {"bits": 2}}}), x)
+    with torch.no_grad():
+        shared.classifier[1].codebook.add_(1.0)  # stands in for centroid fine-tuning
+        before = shared.classifier[1].effective_weight().clone()
+    pruned = apply_plan(shared, plan({"classifier.1": {"sparsify": {"sparsity": 0.5}}}), x)
+    layer = pruned.classifier[1]
+    with torch.no_grad():
+        after = layer.effective_weight()
+    torch.testing.assert_close(after[layer.mask], before[layer.mask], atol=1e-3, rtol=1e-3)
+    kept = before.abs()[layer.mask]
+    assert kept.min() >= before.abs()[~layer.mask].max()  # ranked by the shared values

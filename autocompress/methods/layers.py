@@ -85,6 +85,14 @@ class _CompressedWeight:
         """The float weight with pruned entries zeroed."""
         return self.weight * self.mask if self.sparse else self.weight
 
+    def source_weight(self) -> torch.Tensor:
+        """The float values a further transform starts from.
+
+        A shared layer's are its centroids: its float weight stopped training when the codebook
+        took over.
+        """
+        return self.effective_weight() if self.share_bits else self.masked_weight()
+
     @torch.no_grad()
     def calibrate(self) -> None:
         """Fit the quantizer (step, zero point) or the codebook to the current weights."""
@@ -223,7 +231,7 @@ def compress_layer(layer: nn.Module, **settings) -> nn.Module:
             calibrate=False,
         )
     with torch.no_grad():
-        new.weight.copy_(layer.weight)
+        new.weight.copy_(layer.source_weight() if isinstance(layer, COMPRESSED) else layer.weight)
         if layer.bias is not None:
             new.bias.copy_(layer.bias)
         if new.sparse:

@@ -61,7 +61,7 @@ def _threshold(weights: list[torch.Tensor], sparsity: float) -> float:
 
 def _current(leaf: nn.Module) -> torch.Tensor:
     """The weights as they stand: already pruned entries count as zero (iterative pruning)."""
-    return leaf.masked_weight() if getattr(leaf, "sparse", False) else leaf.weight
+    return leaf.source_weight() if hasattr(leaf, "source_weight") else leaf.weight
 
 
 def _mask_leaves(model: nn.Module, leaves: list[tuple[str, nn.Module]], threshold: float):
