@@ -10,6 +10,7 @@ from typing import Any
 from autocompress.config import build, check_choices, choice, load_yaml, to_dict
 from autocompress.errors import ConfigError, invalid
 from autocompress.hardware.budget import Budget, parse_budgets
+from autocompress.hardware.profilers import PROFILERS, Protocol, get_profiler
 from autocompress.methods import DistillConfig
 from autocompress.methods.feature_distillation import AttentionTransferConfig, HintConfig
 from autocompress.methods.regularizers import SparsityConfig
@@ -17,7 +18,7 @@ from autocompress.methods.regularizers import SparsityConfig
 SAMPLERS = ("tpe", "nsga2", "random")
 SCHEDULERS = ("asha", "none")
 OPTIMIZERS = ("adam", "adamw", "sgd")
-TARGETS = ("cpu-torch",)
+TARGETS = tuple(PROFILERS)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,18 @@ class HardwareConfig:
     batch_size: int = 1
     warmup: int = 10
     repeats: int = 50
+    min_repeats: int = 10
     max_seconds: float = 2.0
+    target_spread: float = 0.05
+    int8: bool = False  # cpu-onnxruntime: time the int8 QDQ graph
+
+    def profiler(self):
+        """The profiler of this target with this protocol."""
+        protocol = Protocol(warmup=self.warmup, min_runs=min(self.min_repeats, self.repeats),
+                            max_runs=self.repeats, max_seconds=self.max_seconds,
+                            target_spread=self.target_spread)
+        options = {"int8": True} if self.int8 else {}
+        return get_profiler(self.target, threads=self.threads, protocol=protocol, **options)
 
 
 @dataclass(frozen=True)

@@ -67,3 +67,11 @@ def test_import_is_light():
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_search_refuses_a_target_that_does_not_time(tmp_path, capsys):
+    recipe = write_recipe(tmp_path, "").read_text().replace("target: cpu-torch",
+                                                            "target: analytic")
+    (tmp_path / "r.yaml").write_text(recipe)
+    code, err = run(capsys, "search", str(tmp_path / "r.yaml"))
+    assert code == 2 and "'analytic' does not time" in err

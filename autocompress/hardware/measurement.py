@@ -22,6 +22,8 @@ class Measurement:
         batch_size: Batch size of the timed runs.
         threads: Intra-op threads used.
         runtime: Runtime and its version, e.g. ``torch 2.13.0+cpu``.
+        noisy: The timings' spread stayed above the protocol's noise threshold.
+        cached: Served from the profiler's cache (an identical model was measured before).
     """
 
     params: int
@@ -35,6 +37,8 @@ class Measurement:
     batch_size: int = 1
     threads: int = 1
     runtime: str = ""
+    noisy: bool = False
+    cached: bool = False
 
     @property
     def size_kb(self) -> float:
@@ -43,6 +47,7 @@ class Measurement:
 
     def metrics(self) -> dict[str, float]:
         """Numeric fields as a flat dict (for budgets, Tune results and MLflow)."""
-        out = {k: v for k, v in dataclasses.asdict(self).items() if isinstance(v, (int, float))}
+        out = {k: v for k, v in dataclasses.asdict(self).items()
+               if isinstance(v, (int, float)) and k != "cached"}
         out["size_kb"] = self.size_kb
         return {k: float(v) for k, v in out.items() if v is not None}

@@ -1,16 +1,12 @@
-"""profile(): one Measurement of a model: counted costs, artifact bytes and measured latency."""
+"""profile(): one Measurement of a model on this CPU (a shortcut over the profilers)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 from torch import nn
 
-from autocompress.export import to_bytes
-from autocompress.hardware.analytic import count_macs, count_params, weight_bytes
-from autocompress.hardware.cpu import measure_latency
 from autocompress.hardware.measurement import Measurement
+from autocompress.hardware.profilers import Protocol, get_profiler
 
 
 def profile(
@@ -25,7 +21,7 @@ def profile(
     base: dict | None = None,
     extra: dict | None = None,
 ) -> Measurement:
-    """Measure ``model`` on the CPU with eager PyTorch.
+    """Measure ``model`` with eager PyTorch on the CPU (``cpu-torch``), or count only.
 
     Args:
         model: The (compressed) model.
@@ -38,21 +34,8 @@ def profile(
         base: Factory reference of the model, when it was not built by the zoo.
         extra: Metadata stored in the artifact (counted in its bytes, as when saved).
     """
-    single = example[:1]
-    timing: dict[str, Any] = {}
-    if measure:
-        timing = measure_latency(model, example, threads=threads, warmup=warmup,
-                                 repeats=repeats, max_seconds=max_seconds)
-    return Measurement(
-        params=count_params(model),
-        macs=count_macs(model, single),
-        weight_bytes=weight_bytes(model),
-        size_bytes=len(to_bytes(model, base, extra)),
-        latency_ms=timing.get("latency_ms"),
-        latency_p90_ms=timing.get("latency_p90_ms"),
-        latency_spread=timing.get("latency_spread"),
-        runs=int(timing.get("runs", 0)),
-        batch_size=int(example.shape[0]),
-        threads=threads,
-        runtime=f"torch {torch.__version__}",
-    )
+    protocol = Protocol(warmup=warmup, min_runs=min(5, repeats), max_runs=repeats,
+                        max_seconds=max_seconds, target_spread=0.0)
+    target = "cpu-torch" if measure else "analytic"
+    return get_profiler(target, threads=threads, protocol=protocol).measure(
+        model, example, base, extra)

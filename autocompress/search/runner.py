@@ -45,6 +45,9 @@ class SearchSummary:
 
 def prepare(recipe: Recipe) -> tuple[SearchContext, dict[str, float], SearchSpace]:
     """Load data and model, train or load the baseline, bind the space, measure the baseline."""
+    if recipe.hardware.target == "analytic":
+        raise ConfigError("hardware.target: 'analytic' does not time, and the search minimises "
+                          "measured latency; use cpu-torch, cpu-onnxruntime or cuda")
     space_path = recipe.resolve(recipe.space)
     space = SearchSpace.from_yaml(space_path)
     storage = Path(recipe.search.storage).resolve()

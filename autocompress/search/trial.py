@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from autocompress.export import load_compressed, save_compressed
-from autocompress.hardware import Budget, is_feasible, profile, violations
+from autocompress.hardware import Budget, is_feasible, violations
 from autocompress.methods import CompressionPlan, apply_plan
 from autocompress.recipe import Recipe
 from autocompress.space import BoundSpace
@@ -58,14 +58,17 @@ def build_teacher(recipe: Recipe, state: dict[str, torch.Tensor]) -> nn.Module:
     return model.eval()
 
 
+@functools.lru_cache(maxsize=4)
+def _profiler(hardware):
+    """One profiler per process and target, so its cache serves reused actors too."""
+    return hardware.profiler()
+
+
 def measure(model: nn.Module, splits: DatasetSplits, recipe: Recipe,
             extra: dict | None = None) -> dict[str, float]:
     """Profile ``model`` on the recipe's target, as the baseline and every candidate are."""
-    hw = recipe.hardware
-    example = splits.val.tensors[0][: hw.batch_size]
-    m = profile(model, example, threads=hw.threads, warmup=hw.warmup, repeats=hw.repeats,
-                max_seconds=hw.max_seconds, extra=extra)
-    return m.metrics()
+    example = splits.val.tensors[0][: recipe.hardware.batch_size]
+    return _profiler(recipe.hardware).measure(model, example, extra=extra).metrics()
 
 
 def run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> None:
