@@ -13,7 +13,8 @@ from autocompress.export import to_bytes
 from autocompress.hardware import Budget, Measurement, is_feasible, parse_budgets, profile
 from autocompress.hardware.analytic import count_macs, count_params, weight_bytes
 from autocompress.hardware.budget import METRICS
-from autocompress.hardware.cpu import measure_latency, summarize
+from autocompress.hardware.cpu import summarize
+from autocompress.hardware.profilers import Protocol, TorchCPUProfiler
 from autocompress.methods import CompressedLinear, CompressionPlan, apply_plan, compressible_layers
 from autocompress.testing import build_tiny, example_input
 
@@ -160,7 +161,9 @@ def test_measure_latency_reports_order_statistics():
     target = 2 if previous != 2 else 3
     torch.set_num_threads(target)
     try:
-        result = measure_latency(model, x, threads=1, warmup=2, repeats=20, max_seconds=0.5)
+        profiler = TorchCPUProfiler(threads=1, protocol=Protocol(
+            warmup=2, min_runs=5, max_runs=20, max_seconds=0.5))
+        result = profiler.time_runs(model, x)
         assert torch.get_num_threads() == target
     finally:
         torch.set_num_threads(previous)
@@ -172,8 +175,9 @@ def test_measure_latency_reports_order_statistics():
 
 def test_at_least_five_runs_even_past_the_deadline():
     model = build_tiny("tiny_mlp")
-    result = measure_latency(model, example_input(model), warmup=0, repeats=50, max_seconds=0)
-    assert result["runs"] == 5
+    profiler = TorchCPUProfiler(protocol=Protocol(warmup=0, min_runs=5, max_runs=50,
+                                                  max_seconds=0, target_spread=0.0))
+    assert profiler.time_runs(model, example_input(model))["runs"] == 5
 
 
 def test_summarize():

@@ -1,14 +1,11 @@
-"""Measured latency of eager PyTorch on this machine's CPU."""
+"""CPU timing helpers: thread control and order statistics of timings."""
 
 from __future__ import annotations
 
 import statistics
-import time
 from contextlib import contextmanager
-from typing import Any
 
 import torch
-from torch import nn
 
 
 @contextmanager
@@ -20,39 +17,6 @@ def torch_threads(threads: int):
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def measure_latency(
-    model: nn.Module,
-    example: Any,
-    *,
-    threads: int = 1,
-    warmup: int = 10,
-    repeats: int = 50,
-    max_seconds: float = 2.0,
-) -> dict[str, float]:
-    """Time ``model(example)`` after warm-up; stop after ``repeats`` runs or ``max_seconds``.
-
-    Returns:
-        ``latency_ms`` (median), ``latency_p90_ms``, ``latency_spread`` (IQR / median) and
-        ``runs``. At least 5 runs are always timed.
-    """
-    inputs = example if isinstance(example, tuple) else (example,)
-    was_training = model.training
-    model.eval()
-    times: list[float] = []
-    try:
-        with torch_threads(threads), torch.inference_mode():
-            for _ in range(warmup):
-                model(*inputs)
-            deadline = time.perf_counter() + max_seconds
-            while len(times) < repeats and (len(times) < 5 or time.perf_counter() < deadline):
-                start = time.perf_counter()
-                model(*inputs)
-                times.append((time.perf_counter() - start) * 1e3)
-    finally:
-        model.train(was_training)
-    return summarize(times)
 
 
 def summarize(times_ms: list[float]) -> dict[str, float]:

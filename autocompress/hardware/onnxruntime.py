@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import torch
-
-from autocompress.hardware.cpu import summarize
 
 
 def session(path: str | os.PathLike, threads: int = 1):
@@ -31,15 +28,11 @@ def run(path: str | os.PathLike, inputs: torch.Tensor, threads: int = 1) -> np.n
 def measure_onnx_latency(path: str | os.PathLike, example: torch.Tensor, *, threads: int = 1,
                          warmup: int = 10, repeats: int = 50,
                          max_seconds: float = 2.0) -> dict[str, float]:
-    """Median / p90 / spread of ``session.run`` on ``example`` after warm-up (as the CPU one)."""
+    """Median / p90 / spread of ``session.run`` on ``example`` (the profilers' protocol)."""
+    from autocompress.hardware.profilers import Protocol, repeat_until_stable
+
     s = session(path, threads)
     feed = {s.get_inputs()[0].name: example.detach().numpy()}
-    for _ in range(warmup):
-        s.run(None, feed)
-    times: list[float] = []
-    deadline = time.perf_counter() + max_seconds
-    while len(times) < repeats and (len(times) < 5 or time.perf_counter() < deadline):
-        start = time.perf_counter()
-        s.run(None, feed)
-        times.append((time.perf_counter() - start) * 1e3)
-    return summarize(times)
+    protocol = Protocol(warmup=warmup, min_runs=min(5, repeats), max_runs=repeats,
+                        max_seconds=max_seconds, target_spread=0.0)
+    return repeat_until_stable(lambda: s.run(None, feed), protocol)

@@ -100,21 +100,24 @@ class BaseProfiler(abc.ABC):
         return {}
 
     def _repeat(self, run: Callable[[], Any]) -> dict[str, float]:
-        """Warm up, then time ``run`` until the protocol says the estimate is good enough."""
-        p = self.protocol
-        for _ in range(p.warmup):
-            run()
-        times: list[float] = []
-        deadline = time.perf_counter() + p.max_seconds
-        while len(times) < p.max_runs:
-            start = time.perf_counter()
-            run()
-            times.append((time.perf_counter() - start) * 1e3)
-            if len(times) >= p.min_runs and (
-                    summarize(times)["latency_spread"] <= p.target_spread
-                    or time.perf_counter() > deadline):
-                break
-        return summarize(times)
+        return repeat_until_stable(run, self.protocol)
+
+
+def repeat_until_stable(run: Callable[[], Any], p: Protocol) -> dict[str, float]:
+    """Warm up, then time ``run`` until the protocol says the estimate is good enough."""
+    for _ in range(p.warmup):
+        run()
+    times: list[float] = []
+    deadline = time.perf_counter() + p.max_seconds
+    while len(times) < p.max_runs:
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1e3)
+        if len(times) >= p.min_runs and (
+                summarize(times)["latency_spread"] <= p.target_spread
+                or time.perf_counter() > deadline):
+            break
+    return summarize(times)
 
 
 class AnalyticProfiler(BaseProfiler):
