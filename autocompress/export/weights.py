@@ -21,10 +21,10 @@ from autocompress.export.streams import (
     encode_positions,
     encode_stream,
 )
-from autocompress.methods.layers import COMPRESSED
+from autocompress.methods.layers import CODED_STATE, COMPRESSED
 from autocompress.methods.quantizers import dequantize, weight_codes
 
-ENCODED = ("weight", "mask", "indices")  # state entries replaced by the encoding
+ENCODED = CODED_STATE  # state entries replaced by the encoding
 
 
 def compressed_layers(model: nn.Module) -> dict[str, nn.Module]:

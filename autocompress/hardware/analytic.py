@@ -7,9 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from autocompress.methods.layers import COMPRESSED
-
-ENCODED = ("weight", "mask", "indices")
+from autocompress.methods.layers import CODED_STATE, COMPRESSED
 
 
 def count_params(model: nn.Module) -> int:
@@ -66,7 +64,7 @@ def weight_bytes(model: nn.Module) -> int:
     for layer in (m for m in model.modules() if isinstance(m, COMPRESSED)):
         kept = int(layer.mask.sum()) if layer.sparse else layer.weight.numel()
         total_bits += kept * (layer.share_bits or layer.bits)
-        encoded.update(id(getattr(layer, n)) for n in ENCODED if hasattr(layer, n))
+        encoded.update(id(getattr(layer, n)) for n in CODED_STATE if hasattr(layer, n))
     for tensor in model.state_dict(keep_vars=True).values():  # persistent state only
         if id(tensor) not in encoded:
             total_bits += tensor.numel() * tensor.element_size() * 8

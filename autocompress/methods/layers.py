@@ -210,6 +210,8 @@ class CompressedConv2d(_CompressedWeight, nn.Conv2d):
 
 
 COMPRESSED = (CompressedLinear, CompressedConv2d)
+# State a compressed layer's artifact replaces by positions and codes (never stored as floats).
+CODED_STATE = ("weight", "mask", "indices")
 
 
 def compress_layer(layer: nn.Module, **settings) -> nn.Module:
