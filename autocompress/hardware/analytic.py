@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -15,31 +16,69 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_macs(model: nn.Module, example_inputs: Any) -> int:
-    """Multiply-accumulates per sample, counted on a real forward.
+@dataclass(frozen=True)
+class TracedCosts:
+    """Costs counted on one real forward pass.
+
+    Attributes:
+        macs: Multiply-accumulates per sample.
+        bops: Bit operations per sample (each MAC times weight bits times activation bits).
+        peak_activation_bytes: The largest input + output of any leaf module for the traced
+            batch: the activations that must be alive at once in a sequential runtime.
+    """
+
+    macs: int
+    bops: int
+    peak_activation_bytes: int
+
+
+def _weight_bits(module: nn.Module) -> int:
+    if isinstance(module, COMPRESSED):
+        return int(module.share_bits or module.bits)
+    return 32
+
+
+def _tensor_bytes(value: Any) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, (tuple, list)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
+
+
+def _module_macs(module: nn.Module, output: torch.Tensor) -> int:
+    batch = output.shape[0] if output.dim() > 1 else 1
+    if hasattr(module, "macs_per_sample"):
+        return int(module.macs_per_sample(output))
+    if isinstance(module, nn.Linear):
+        return output.numel() // batch * module.in_features
+    return output.numel() // batch * module.weight[0].numel()  # in/groups * kernel
+
+
+def trace_costs(model: nn.Module, example_inputs: Any, activation_bits: int = 32) -> TracedCosts:
+    """Count MACs and bit operations per sample and the peak activations, on a real forward.
 
     Linear and Conv layers are counted from their shapes; a module that knows its own cost
-    (``macs_per_sample(output)``, e.g. FFT-based circulant layers) reports it.
+    (``macs_per_sample(output)``, e.g. FFT-based circulant layers) reports it. Bit operations
+    weight each layer's MACs by its stored weight bit width and ``activation_bits``.
     """
-    total = 0
+    macs = bops = peak = 0
 
-    def hook(module, inputs, output):
-        nonlocal total
-        batch = output.shape[0] if output.dim() > 1 else 1
-        if hasattr(module, "macs_per_sample"):
-            total += int(module.macs_per_sample(output))
-        elif isinstance(module, nn.Linear):
-            total += output.numel() // batch * module.in_features
-        else:
-            kernel = module.weight[0].numel()  # in_channels/groups * kh * kw
-            total += output.numel() // batch * kernel
+    def counted(module, inputs, output):
+        nonlocal macs, bops
+        n = _module_macs(module, output)
+        macs += n
+        bops += n * _weight_bits(module) * activation_bits
 
-    hooks = [
-        m.register_forward_hook(hook)
-        for m in model.modules()
-        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))
-        or hasattr(m, "macs_per_sample")
-    ]
+    def live(module, inputs, output):
+        nonlocal peak
+        peak = max(peak, _tensor_bytes(inputs) + _tensor_bytes(output))
+
+    hooks = [m.register_forward_hook(counted) for m in model.modules()
+             if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))
+             or hasattr(m, "macs_per_sample")]
+    hooks += [m.register_forward_hook(live) for m in model.modules()
+              if not list(m.children())]
     was_training = model.training
     try:
         model.eval()
@@ -49,7 +88,12 @@ def count_macs(model: nn.Module, example_inputs: Any) -> int:
         model.train(was_training)
         for h in hooks:
             h.remove()
-    return int(total)
+    return TracedCosts(int(macs), int(bops), int(peak))
+
+
+def count_macs(model: nn.Module, example_inputs: Any) -> int:
+    """Multiply-accumulates per sample, counted on a real forward (see :func:`trace_costs`)."""
+    return trace_costs(model, example_inputs).macs
 
 
 def weight_bytes(model: nn.Module) -> int:

@@ -15,6 +15,8 @@ METRICS = {
     "size_bytes": "<=",
     "params": "<=",
     "macs": "<=",
+    "bops": "<=",
+    "peak_mem_mb": "<=",
     "accuracy": ">=",
 }
 _PATTERN = re.compile(r"^\s*([a-z_]+)\s*(<=|>=)\s*([^@\s]+)\s*(?:@\s*([A-Za-z0-9_.:-]+))?\s*$")

@@ -13,23 +13,32 @@ class Measurement:
     Attributes:
         params: Number of parameters.
         macs: Multiply-accumulates of one sample's forward pass.
+        bops: Bit operations of one sample's forward pass: each MAC weighted by its weight and
+            activation bit widths (``bits_w * bits_a``; float layers count 32 x 32).
         weight_bytes: Bytes of the weights at their planned bit widths (no container overhead).
         size_bytes: Bytes of the compressed artifact file (the size budgets use).
         latency_ms: Median latency of one batch, in milliseconds (None when not measured).
         latency_p90_ms: 90th percentile latency.
         latency_spread: Interquartile range divided by the median (noise indicator).
+        peak_mem_mb: Peak memory of one batch's inference in MiB: weights at their stored
+            precision plus the largest set of activations alive at once (estimated from the
+            traced shapes; the same for every runtime).
         runs: Number of timed runs.
         batch_size: Batch size of the timed runs.
         threads: Intra-op threads used.
         runtime: Runtime and its version, e.g. ``torch 2.13.0+cpu``.
         noisy: The timings' spread stayed above the protocol's noise threshold.
         cached: Served from the profiler's cache (an identical model was measured before).
+        node: The Ray node id the timing ran on ("" when not run through Ray).
+        target: The registered target name that produced the measurement.
     """
 
     params: int
     macs: int
     weight_bytes: int
     size_bytes: int
+    bops: int = 0
+    peak_mem_mb: float = 0.0
     latency_ms: float | None = None
     latency_p90_ms: float | None = None
     latency_spread: float | None = None
@@ -39,6 +48,8 @@ class Measurement:
     runtime: str = ""
     noisy: bool = False
     cached: bool = False
+    node: str = ""
+    target: str = ""
 
     @property
     def size_kb(self) -> float:

@@ -30,7 +30,7 @@ from torch import nn
 
 from autocompress.errors import ConfigError, invalid
 from autocompress.export import to_bytes
-from autocompress.hardware.analytic import count_macs, count_params, weight_bytes
+from autocompress.hardware.analytic import count_params, trace_costs, weight_bytes
 from autocompress.hardware.cpu import summarize, torch_threads
 from autocompress.hardware.measurement import Measurement
 
@@ -84,11 +84,17 @@ class BaseProfiler(abc.ABC):
         digest.update(repr((tuple(example.shape), self.threads, self.protocol)).encode())
         return digest.hexdigest()
 
+    activation_bits: int = 32  # the runtime's activation precision (bit operations)
+
     def _measure(self, model: nn.Module, example: torch.Tensor, size: int) -> Measurement:
         timing = self.time_runs(model, example)
+        per_sample = trace_costs(model, example[:1], self.activation_bits)
+        batch = trace_costs(model, example, self.activation_bits)
+        weights = weight_bytes(model)
         return Measurement(
-            params=count_params(model), macs=count_macs(model, example[:1]),
-            weight_bytes=weight_bytes(model), size_bytes=size,
+            params=count_params(model), macs=per_sample.macs, bops=per_sample.bops,
+            peak_mem_mb=(weights + batch.peak_activation_bytes) / 2**20,
+            weight_bytes=weights, size_bytes=size, target=self.name,
             latency_ms=timing.get("latency_ms"), latency_p90_ms=timing.get("latency_p90_ms"),
             latency_spread=timing.get("latency_spread"), runs=int(timing.get("runs", 0)),
             batch_size=int(example.shape[0]), threads=self.threads, runtime=self.runtime,
@@ -158,6 +164,7 @@ class OnnxRuntimeCPUProfiler(BaseProfiler):
                  calibration: torch.Tensor | None = None):
         super().__init__(threads, protocol)
         self.int8, self.calibration = int8, calibration
+        self.activation_bits = 8 if int8 else 32
 
     @property
     def runtime(self) -> str:  # noqa: D102
