@@ -9,7 +9,7 @@ from typing import Any
 
 from autocompress.config import build, check_choices, choice, load_yaml, to_dict
 from autocompress.errors import ConfigError, invalid
-from autocompress.hardware.budget import Budget, parse_budgets
+from autocompress.hardware.budget import TARGETED, Budget, parse_budgets
 from autocompress.hardware.profilers import PROFILERS, Protocol, get_profiler
 from autocompress.methods import DistillConfig
 from autocompress.methods.feature_distillation import AttentionTransferConfig, HintConfig
@@ -61,14 +61,52 @@ class HardwareConfig:
     max_seconds: float = 2.0
     target_spread: float = 0.05
     int8: bool = False  # cpu-onnxruntime: time the int8 QDQ graph
+    # further targets budgets may name: {name: {target: REGISTERED, option: value, ...}}
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def profiler(self):
-        """The profiler of this target with this protocol."""
-        protocol = Protocol(warmup=self.warmup, min_runs=min(self.min_repeats, self.repeats),
-                            max_runs=self.repeats, max_seconds=self.max_seconds,
-                            target_spread=self.target_spread)
-        options = {"int8": True} if self.int8 else {}
-        return get_profiler(self.target, threads=self.threads, protocol=protocol, **options)
+    def __post_init__(self):
+        for name, spec in self.targets.items():
+            if not isinstance(spec, dict):
+                raise invalid(f"hardware.targets.{name}", spec, "a mapping of profiler options")
+            kind = spec.get("target", name)
+            if kind not in PROFILERS:
+                raise invalid(f"hardware.targets.{name}.target", kind, sorted(PROFILERS))
+
+    @property
+    def protocol(self) -> Protocol:
+        """The measurement protocol every target of this recipe uses."""
+        return Protocol(warmup=self.warmup, min_runs=min(self.min_repeats, self.repeats),
+                        max_runs=self.repeats, max_seconds=self.max_seconds,
+                        target_spread=self.target_spread)
+
+    def profiler(self, name: str | None = None):
+        """The profiler of the default target, or of the named one, with this protocol.
+
+        ``name`` is a registered target or a key of ``targets``; the default target's options
+        (threads, int8) apply to it only, a named target takes its own from ``targets``.
+        """
+        if name is None or name == self.target:
+            options = {"int8": True} if self.int8 else {}
+            return get_profiler(self.target, threads=self.threads, protocol=self.protocol,
+                                **options)
+        if name not in self.targets and name not in PROFILERS:
+            raise invalid("budget target", name,
+                          sorted({self.target, *self.targets, *PROFILERS}))
+        spec = dict(self.targets.get(name, {}))
+        kind = spec.pop("target", name)
+        spec.setdefault("threads", self.threads)
+        try:
+            return get_profiler(kind, protocol=self.protocol, **spec)
+        except TypeError as exc:
+            raise ConfigError(f"hardware.targets.{name}: {exc}") from None
+
+    def target_names(self, budgets: tuple[Budget, ...]) -> tuple[str, ...]:
+        """The extra targets ``budgets`` measure on (besides the default one), in order."""
+        names = []
+        for budget in budgets:
+            if budget.target and budget.target != self.target and budget.target not in names:
+                names.append(budget.target)
+        return tuple(names)
 
 
 @dataclass(frozen=True)
@@ -126,7 +164,17 @@ class Recipe:
     base_dir: str = "."
 
     def __post_init__(self):
-        parse_budgets(self.budgets)  # fail early on a bad expression
+        for budget in parse_budgets(self.budgets):  # fail early on a bad expression or target
+            if budget.target and budget.target != self.hardware.target and (
+                    budget.target not in self.hardware.targets
+                    and budget.target not in PROFILERS):
+                raise invalid(f"budget {budget}: target", budget.target,
+                              sorted({self.hardware.target, *self.hardware.targets, *PROFILERS}))
+            kind = self.hardware.targets.get(budget.target, {}).get("target", budget.target)
+            if kind == "analytic" or (budget.target is None and budget.metric in TARGETED
+                                      and self.hardware.target == "analytic"):
+                raise ConfigError(f"budget {budget}: target 'analytic' does not time; name a "
+                                  "timing target (cpu-torch, cpu-onnxruntime, cuda, ...)")
         for section in ("hardware", "training", "search"):
             check_choices(getattr(self, section), section)  # also after dataclasses.replace
         for name in ("trials", "concurrency", "grace_period"):
@@ -174,8 +222,8 @@ class Recipe:
         return self.tracking.experiment or self.name
 
     def parsed_budgets(self) -> tuple[Budget, ...]:
-        """The budgets as Budget objects."""
-        return parse_budgets(self.budgets)
+        """The budgets as Budget objects; a budget on the default target loses its ``@``."""
+        return tuple(b.on_default(self.hardware.target) for b in parse_budgets(self.budgets))
 
     def replace(self, **sections: Any) -> Recipe:
         """A copy with top-level fields replaced; nested dicts update their section."""

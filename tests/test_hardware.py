@@ -10,7 +10,14 @@ from torch import nn
 
 from autocompress.errors import ConfigError
 from autocompress.export import to_bytes
-from autocompress.hardware import Budget, Measurement, is_feasible, parse_budgets, profile
+from autocompress.hardware import (
+    Budget,
+    Measurement,
+    is_feasible,
+    parse_budgets,
+    profile,
+    violations,
+)
 from autocompress.hardware.analytic import count_macs, count_params, weight_bytes
 from autocompress.hardware.budget import METRICS
 from autocompress.hardware.cpu import summarize
@@ -47,7 +54,7 @@ def test_budget_str_round_trips():
 
 def test_unknown_metric_lists_allowed():
     with pytest.raises(ConfigError, match=r"budget 'energy_mj<=3': unknown metric 'energy_mj'; "
-                                          r"allowed: latency_ms, size_kb") as info:
+                                          r"allowed: latency_ms, latency_p90_ms, size_kb") as info:
         Budget.parse("energy_mj<=3")
     for metric in METRICS:
         assert metric in str(info.value)
@@ -222,3 +229,38 @@ def test_profile_size_counts_quantization(digits):
     assert quantized.macs == original.macs
     assert quantized.size_bytes < original.size_bytes / 4
     assert quantized.weight_bytes < original.weight_bytes / 4
+
+
+def test_budgets_name_a_target_and_key_their_metric_by_it():
+    default, onnx = parse_budgets(["latency_ms<=2", "latency_ms<=1@cpu-onnxruntime"])
+    assert (default.key, onnx.key) == ("latency_ms", "latency_ms/cpu-onnxruntime")
+    assert onnx.on_default("cpu-onnxruntime").key == "latency_ms"
+    assert str(Budget.parse("latency_p90_ms<=3@cuda")) == "latency_p90_ms<=3@cuda"
+    metrics = {"latency_ms": 1.5, "latency_ms/cpu-onnxruntime": 1.5}
+    assert violations([default, onnx], metrics) == [pytest.approx(-0.25), pytest.approx(0.5)]
+    with pytest.raises(KeyError, match="latency_ms/cuda"):
+        violations([Budget.parse("latency_ms<=1@cuda")], metrics)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("size_kb<=60@cpu-torch", "does not depend on the hardware target"),
+    ("bops<=1e9@cuda", "drop '@cuda'"),
+])
+def test_a_target_on_a_device_independent_metric_is_refused(text, message):
+    with pytest.raises(ConfigError, match=message):
+        Budget.parse(text)
+
+
+def test_measurement_counts_bit_operations_and_peak_memory():
+    from autocompress.hardware.profilers import get_profiler
+
+    model = build_tiny("tiny_mlp")  # Flatten, Linear(16, 32), ReLU, Linear(32, 10)
+    plan = CompressionPlan.from_dict({"layers": {"1": {"quantize": {"bits": 4}}}})
+    quant = apply_plan(model, plan, example_input(model))
+    x = torch.randn(8, 1, 4, 4)
+    analytic = get_profiler("analytic")
+    full, low = analytic.measure(model, x), analytic.measure(quant, x)
+    assert full.bops == full.macs * 32 * 32
+    assert low.bops == 16 * 32 * 4 * 32 + 32 * 10 * 32 * 32
+    # weights + the largest input+output pair of one leaf (the ReLU: 2 x 8 x 32 floats)
+    assert full.peak_mem_mb == pytest.approx((full.weight_bytes + 2 * 8 * 32 * 4) / 2**20)

@@ -196,3 +196,31 @@ def test_from_dict_does_not_mutate_its_input(raw):
     before = copy.deepcopy(raw)
     Recipe.from_dict(raw)
     assert raw == before
+
+
+def test_budgets_may_name_further_targets_and_named_variants(raw):
+    raw["budgets"] = ["latency_ms<=2@cpu-onnxruntime", "latency_ms<=3@cpu-torch",
+                      "latency_p90_ms<=1@edge"]
+    raw["hardware"] = {"target": "cpu-torch", "threads": 2,
+                       "targets": {"edge": {"target": "cpu-onnxruntime", "int8": True}}}
+    recipe = Recipe.from_dict(raw)
+    budgets = recipe.parsed_budgets()
+    assert [b.key for b in budgets] == ["latency_ms/cpu-onnxruntime", "latency_ms",
+                                        "latency_p90_ms/edge"]
+    assert recipe.hardware.target_names(budgets) == ("cpu-onnxruntime", "edge")
+    edge = recipe.hardware.profiler("edge")
+    assert edge.name == "cpu-onnxruntime" and edge.int8 and edge.threads == 2
+    assert Recipe.from_dict(recipe.to_dict()) == recipe
+
+
+@pytest.mark.parametrize("budget, hardware, message", [
+    ("latency_ms<=2@tpu", {}, "target: invalid value 'tpu'; allowed: one of"),
+    ("latency_ms<=2@analytic", {}, "'analytic' does not time"),
+    ("latency_ms<=2@x", {"targets": {"x": {"target": "nope"}}},
+     "hardware.targets.x.target: invalid value 'nope'"),
+])
+def test_a_bad_budget_target_is_refused(raw, budget, hardware, message):
+    raw["budgets"] = [budget]
+    raw["hardware"] = hardware
+    with pytest.raises(ConfigError, match=message):
+        Recipe.from_dict(raw)

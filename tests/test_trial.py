@@ -139,3 +139,20 @@ def test_the_full_space_samples_plans_from_every_family_that_apply():
         assert plan.attention_transfer is not None and plan.sparsity is not None
     assert set(used) == {"prune", "tucker", "cp", "depthwise", "svd", "circulant", "hashed",
                          "sparsify", "quantize", "share"}
+
+
+def test_a_budget_on_another_target_is_measured_there_and_rejects_before_training(
+        prepared, tmp_path, monkeypatch):
+    _, (ctx, _, _) = prepared
+    budgets = small_recipe(tmp_path, budgets=["size_kb<=60", "latency_ms<=1e-6@cpu-onnxruntime"]
+                           ).parsed_budgets()
+    tight = ctx.__class__(ctx.recipe, ctx.teacher_state, ctx.space, ctx.output_layers, budgets)
+    monkeypatch.setattr(trial_mod, "_fine_tune", lambda *a, **k: pytest.fail("trained"))
+    reports, report = collect(tmp_path)
+    trial_mod.run_trial(HEAVY, tight, report)
+    (metrics, _), = reports
+    assert metrics["status"] == "infeasible"
+    assert metrics["latency_ms/cpu-onnxruntime"] > 0 and metrics["latency_ms"] > 0
+    assert metrics["latency_ms/cpu-onnxruntime"] != metrics["latency_ms"]  # timed separately
+    size, latency = metrics["constraints"]
+    assert size <= 0 < latency

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from autocompress.errors import ConfigError
 
 # metric -> the comparison it admits (cost metrics are upper-bounded, quality lower-bounded)
 METRICS = {
     "latency_ms": "<=",
+    "latency_p90_ms": "<=",
     "size_kb": "<=",
     "size_bytes": "<=",
     "params": "<=",
@@ -19,7 +20,10 @@ METRICS = {
     "peak_mem_mb": "<=",
     "accuracy": ">=",
 }
-_PATTERN = re.compile(r"^\s*([a-z_]+)\s*(<=|>=)\s*([^@\s]+)\s*(?:@\s*([A-Za-z0-9_.:-]+))?\s*$")
+# metrics that depend on the device they are measured on (the others describe the model)
+TARGETED = frozenset({"latency_ms", "latency_p90_ms", "latency_spread", "noisy"})
+_PATTERN = re.compile(
+    r"^\s*([a-z_][a-z0-9_]*)\s*(<=|>=)\s*([^@\s]+)\s*(?:@\s*([A-Za-z0-9_.:-]+))?\s*$")
 SYNTAX = "METRIC<=LIMIT[@TARGET] (or accuracy>=LIMIT), e.g. latency_ms<=2 or size_kb<=60"
 
 
@@ -58,7 +62,24 @@ class Budget:
             raise ConfigError(f"budget {text!r}: limit {raw!r} is not a number") from None
         if limit < 0 or limit != limit:
             raise ConfigError(f"budget {text!r}: limit must be a number >= 0")
+        if target and metric not in TARGETED:
+            timed = ", ".join(sorted(TARGETED & set(METRICS)))
+            raise ConfigError(f"budget {text!r}: {metric} does not depend on the hardware "
+                              f"target; drop '@{target}' (only {timed} take a target)")
         return cls(metric, op, limit, target)
+
+    @property
+    def key(self) -> str:
+        """The metric's name in results: ``latency_ms``, or ``latency_ms/TARGET``.
+
+        The target is part of the name when it is not the search's default one (MLflow
+        names admit ``/``, not ``@``).
+        """
+        return metric_key(self.metric, self.target)
+
+    def on_default(self, default_target: str) -> Budget:
+        """The budget without its target when that is the search's default target."""
+        return replace(self, target=None) if self.target == default_target else self
 
     def violation(self, value: float) -> float:
         """Optuna's convention: > 0 is infeasible, relative to the limit so budgets compare."""
@@ -68,6 +89,11 @@ class Budget:
     def __str__(self) -> str:
         suffix = f"@{self.target}" if self.target else ""
         return f"{self.metric}{self.op}{self.limit:g}{suffix}"
+
+
+def metric_key(metric: str, target: str | None) -> str:
+    """Result key of ``metric`` measured on ``target`` (None = the default target)."""
+    return f"{metric}/{target}" if target else metric
 
 
 def parse_budgets(texts: Iterable[str]) -> tuple[Budget, ...]:
@@ -83,9 +109,9 @@ def violations(budgets: Iterable[Budget], metrics: Mapping[str, float]) -> list[
     """The violation of each budget given measured metrics (missing metric -> error)."""
     out = []
     for budget in budgets:
-        if budget.metric not in metrics:
-            raise KeyError(f"budget {budget}: metric {budget.metric!r} was not measured")
-        out.append(budget.violation(float(metrics[budget.metric])))
+        if budget.key not in metrics:
+            raise KeyError(f"budget {budget}: metric {budget.key!r} was not measured")
+        out.append(budget.violation(float(metrics[budget.key])))
     return out
 
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from autocompress.export import load_compressed, save_compressed
 from autocompress.hardware import Budget, is_feasible, violations
+from autocompress.hardware.budget import TARGETED, metric_key
 from autocompress.methods import CompressionPlan, apply_plan
 from autocompress.recipe import Recipe
 from autocompress.space import BoundSpace
@@ -58,17 +59,34 @@ def build_teacher(recipe: Recipe, state: dict[str, torch.Tensor]) -> nn.Module:
     return model.eval()
 
 
-@functools.lru_cache(maxsize=4)
-def _profiler(hardware):
-    """One profiler per process and target, so its cache serves reused actors too."""
-    return hardware.profiler()
+_PROFILERS: dict[str, Any] = {}
+
+
+def _profiler(hardware, name: str | None = None):
+    """One profiler per process, target and settings, so its cache serves reused actors too."""
+    key = repr((hardware, name))
+    if key not in _PROFILERS:
+        _PROFILERS[key] = hardware.profiler(name)
+    return _PROFILERS[key]
 
 
 def measure(model: nn.Module, splits: DatasetSplits, recipe: Recipe,
-            extra: dict | None = None) -> dict[str, float]:
-    """Profile ``model`` on the recipe's target, as the baseline and every candidate are."""
+            extra: dict | None = None,
+            budgets: tuple[Budget, ...] | None = None) -> dict[str, float]:
+    """Profile ``model`` as the baseline and every candidate are.
+
+    On the recipe's default target (plain metric names) and on every further target a budget
+    names (``budgets``, by default the recipe's), whose device-dependent metrics are keyed
+    ``latency_ms/TARGET`` etc.
+    """
     example = splits.val.tensors[0][: recipe.hardware.batch_size]
-    return _profiler(recipe.hardware).measure(model, example, extra=extra).metrics()
+    metrics = _profiler(recipe.hardware).measure(model, example, extra=extra).metrics()
+    budgets = recipe.parsed_budgets() if budgets is None else budgets
+    for name in recipe.hardware.target_names(budgets):
+        measured = _profiler(recipe.hardware, name).measure(model, example, extra=extra)
+        metrics.update({metric_key(k, name): v for k, v in measured.metrics().items()
+                        if k in TARGETED})
+    return metrics
 
 
 def run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> None:
@@ -81,7 +99,7 @@ def run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> Non
     student = apply_plan(teacher, plan, splits.val.tensors[0][:1], ctx.output_layers,
                          calibration)
     extra = {"plan": plan.to_dict(), "recipe": recipe.name}  # stored in the artifact
-    costs = measure(student, splits, recipe, extra)
+    costs = measure(student, splits, recipe, extra, ctx.budgets)
     constraints = violations(ctx.budgets, {**costs, "accuracy": 1.0})
     base = {**costs, "constraints": constraints, "feasible": float(is_feasible(constraints)),
             "time_profile_s": time.perf_counter() - started}

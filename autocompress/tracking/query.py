@@ -135,7 +135,14 @@ def pick(uri: str, experiment: str, budgets: Sequence[Budget], maximize: str = "
     if any(maximize not in t.metrics for t in front):
         known = sorted(set.intersection(*(set(t.metrics) for t in front)))
         raise ConfigError(f"--maximize: unknown metric {maximize!r}; allowed: {', '.join(known)}")
-    ok = [t for t in front if is_feasible(b.violation(t.metrics[b.metric]) for b in budgets)]
+    default_target = search.params.get("hardware.target", "")
+    budgets = [b.on_default(default_target) for b in budgets]
+    for b in budgets:
+        if any(b.key not in t.metrics for t in front):
+            measured = sorted(k for k in front[0].metrics if k.split("/")[0] == b.metric)
+            raise ConfigError(f"budget {b}: this search did not measure {b.key!r} (its default "
+                              f"target is {default_target!r}); measured: {', '.join(measured)}")
+    ok = [t for t in front if is_feasible(b.violation(t.metrics[b.key]) for b in budgets)]
     if not ok:
         shown = ", ".join(str(b) for b in budgets)
         raise ConfigError(f"no Pareto member of {experiment!r} meets {shown}; see "
