@@ -79,6 +79,10 @@ class BaseProfiler(abc.ABC):
             self._cache.popitem(last=False)
         return measurement
 
+    def clear_cache(self) -> None:
+        """Forget every cached measurement (the next ``measure`` times again)."""
+        self._cache.clear()
+
     def _key(self, artifact: bytes, example: torch.Tensor) -> str:
         digest = hashlib.sha256(artifact)
         digest.update(repr((tuple(example.shape), self.threads, self.protocol)).encode())
