@@ -1,4 +1,7 @@
-"""The command line: search, pareto, pick. User errors print one line and exit with code 2."""
+"""The command line: search, pareto, pick, inspect, profile.
+
+User errors print one line and exit with code 2.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,10 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
 
-from autocompress.errors import AutocompressError
+from autocompress.errors import ArtifactError, AutocompressError, ConfigError, invalid
 
 EXIT_USAGE = 2
 
@@ -67,6 +72,20 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("artifact", help="a .acz file written by pick or save_compressed")
     i.add_argument("--format", choices=("table", "json"), default="table")
     i.set_defaults(func=_inspect)
+
+    f = sub.add_parser("profile", help="per-layer latency, bytes and MACs measured on a target")
+    f.add_argument("path", help="a recipe YAML (its uncompressed model) or a .acz artifact")
+    f.add_argument("--target", help="hardware target or a recipe's named target "
+                                    "(default: the recipe's, else cpu-torch)")
+    f.add_argument("--format", choices=("table", "json"), default="table")
+    f.add_argument("--threads", type=int, help="intra-op threads (default: the recipe's, else 1)")
+    f.add_argument("--batch-size", type=int,
+                   help="timed batch size (default: the recipe's, else 1)")
+    f.add_argument("--int8", action="store_true", help="cpu-onnxruntime: time the int8 QDQ graph")
+    f.add_argument("--baseline", metavar="RECIPE",
+                   help="artifact only: recipe of the uncompressed model to compare with, its "
+                        "input and protocol (default: the artifact's base model)")
+    f.set_defaults(func=_profile)
     return parser
 
 
@@ -138,6 +157,125 @@ def _inspect(args: argparse.Namespace) -> int:
         table.add_row(row["layer"], row["type"], f"{row['bytes']:,}", f"{row['share']:.1%}")
     Console().print(table)
     return 0
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from autocompress.hardware.breakdown import layer_breakdown
+    from autocompress.report_profile import print_profile, profile_json
+
+    subject = _profile_subject(args)
+    breakdown = layer_breakdown(subject.model, subject.example, subject.profiler,
+                                subject.base, subject.extra)
+    baseline = breakdown.totals if subject.baseline is None else subject.profiler.measure(
+        subject.baseline, subject.example)
+    if args.format == "json":
+        print(json.dumps(profile_json(breakdown, baseline, subject.source,
+                                      subject.baseline_source), indent=2))
+    else:
+        print_profile(breakdown, baseline, subject.source, subject.baseline_source)
+    return 0
+
+
+class _Subject(NamedTuple):
+    """What ``profile`` measures, on which target, and what it is compared with."""
+
+    source: str
+    model: Any
+    example: Any
+    profiler: Any
+    base: dict | None = None
+    extra: dict | None = None
+    baseline: Any = None  # None: the model is its own (uncompressed) baseline
+    baseline_source: str = "the profiled model itself (a recipe's model is uncompressed)"
+
+
+def _profile_subject(args: argparse.Namespace) -> _Subject:
+    from autocompress.recipe import HardwareConfig, Recipe
+
+    path = Path(args.path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found (expected a recipe .yaml or an .acz artifact)")
+    recipe = Recipe.from_yaml(path) if path.suffix in (".yaml", ".yml") else None
+    if recipe is not None and args.baseline:
+        raise ConfigError("--baseline: only for an artifact; a recipe's model is the baseline")
+    reference = recipe or (Recipe.from_yaml(args.baseline) if args.baseline else None)
+    hardware = reference.hardware if reference else HardwareConfig()
+    profiler = _profile_target(args, hardware)
+    batch = hardware.batch_size if args.batch_size is None else args.batch_size
+    if batch < 1:
+        raise invalid("--batch-size", batch, "an integer >= 1")
+    if recipe is not None:
+        return _recipe_subject(recipe, profiler, batch)
+    return _artifact_subject(path, reference, profiler, batch)
+
+
+def _profile_target(args: argparse.Namespace, hardware):
+    """The profiler ``--target`` names: a registered target or a recipe's named variant."""
+    from autocompress.hardware.profilers import PROFILERS, get_profiler
+
+    name = args.target or hardware.target
+    if name not in PROFILERS and name not in hardware.targets:
+        raise invalid("--target", name, sorted({*PROFILERS, *hardware.targets}))
+    options = dict(hardware.targets.get(name, {}))
+    kind = options.pop("target", name)
+    if name == hardware.target and hardware.int8:
+        options["int8"] = True
+    if args.int8:
+        if kind != "cpu-onnxruntime":
+            raise ConfigError(f"--int8: only the cpu-onnxruntime target runs int8, not {kind!r}")
+        options["int8"] = True
+    options.setdefault("threads", hardware.threads)
+    if args.threads is not None:
+        options["threads"] = args.threads
+    try:
+        return get_profiler(kind, protocol=hardware.protocol, **options)
+    except TypeError as exc:
+        raise ConfigError(f"--target {name}: {exc}") from None
+
+
+def _recipe_subject(recipe, profiler, batch: int) -> _Subject:
+    from autocompress.zoo import build_model
+
+    model = build_model(recipe.model.name, **recipe.model.kwargs).eval()
+    example = _example(model, None, recipe, batch, recipe.name)
+    return _Subject(f"{recipe.name} ({recipe.model.name}, uncompressed)", model, example,
+                    profiler)
+
+
+def _artifact_subject(path: Path, reference, profiler, batch: int) -> _Subject:
+    from autocompress.export import load_compressed, read_spec
+    from autocompress.zoo import build_model
+
+    try:
+        spec, model = read_spec(path), load_compressed(path)
+    except ArtifactError as exc:
+        raise ArtifactError(f"{exc} (expected a recipe .yaml or an .acz artifact)") from None
+    extra = spec.get("extra") or {}
+    if reference is not None:
+        name, kwargs = reference.model.name, reference.model.kwargs
+    else:  # the trial may store extra["model"]; the base factory is the same architecture
+        stored = extra.get("model") or {"name": spec["base"]["model"],
+                                        "kwargs": spec["base"].get("kwargs", {})}
+        name, kwargs = stored["name"], stored.get("kwargs", {})
+    baseline = build_model(name, **kwargs).eval()
+    example = _example(model, extra.get("input_shape"), reference, batch, str(path))
+    return _Subject(f"{path.name} ({spec['base']['model']}, compressed)", model, example,
+                    profiler, spec["base"], extra, baseline, f"{name} (uncompressed)")
+
+
+def _example(model, shape, recipe, batch: int, where: str):
+    """A batch for timing: random inputs of the known shape, else the recipe's data."""
+    import torch
+
+    shape = shape or getattr(model, "input_shape", None)
+    if shape is not None:
+        generator = torch.Generator().manual_seed(0)
+        return torch.randn(batch, *shape, generator=generator)
+    if recipe is None:
+        raise ConfigError(f"{where}: cannot tell the model's input shape; pass --baseline RECIPE")
+    from autocompress.zoo import load_dataset
+
+    return load_dataset(recipe.data.name, **recipe.data.kwargs).val.tensors[0][:batch]
 
 
 if __name__ == "__main__":

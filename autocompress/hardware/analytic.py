@@ -46,7 +46,8 @@ def _tensor_bytes(value: Any) -> int:
     return 0
 
 
-def _module_macs(module: nn.Module, output: torch.Tensor) -> int:
+def module_macs(module: nn.Module, output: torch.Tensor) -> int:
+    """Multiply-accumulates per sample of one Linear/Conv (or self-costing) module's call."""
     batch = output.shape[0] if output.dim() > 1 else 1
     if hasattr(module, "macs_per_sample"):
         return int(module.macs_per_sample(output))
@@ -66,7 +67,7 @@ def trace_costs(model: nn.Module, example_inputs: Any, activation_bits: int = 32
 
     def counted(module, inputs, output):
         nonlocal macs, bops
-        n = _module_macs(module, output)
+        n = module_macs(module, output)
         macs += n
         bops += n * _weight_bits(module) * activation_bits
 
