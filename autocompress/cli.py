@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--experiment", help="MLflow experiment name (default: the recipe's)")
     s.add_argument("--ray-address", help="attach to a running Ray cluster")
     s.add_argument("--quiet", action="store_true", help="no Ray Tune status table")
+    s.add_argument("--resume", action="store_true",
+                   help="continue the experiment's interrupted search from its saved state")
     s.set_defaults(func=_search)
 
     p = sub.add_parser("pareto", help="show the Pareto front of the last search of an experiment")
@@ -104,7 +106,8 @@ def _search(args: argparse.Namespace) -> int:
         sampler=args.sampler, seed=args.seed, budgets=args.budget, uri=args.tracking_uri,
         experiment=args.experiment,
     )
-    summary = run_search(recipe, ray_address=args.ray_address, verbose=0 if args.quiet else 1)
+    summary = run_search(recipe, ray_address=args.ray_address, verbose=0 if args.quiet else 1,
+                         resume=args.resume)
     from autocompress.report import print_summary
 
     print_summary(summary)

@@ -138,6 +138,7 @@ class SearchConfig:
     reduction_factor: int = 2
     storage: str = "autocompress_runs"
     cpus_per_trial: float = 1.0
+    max_failures: int = 2  # retries of a trial whose worker or node was lost
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,8 @@ class Recipe:
         for name in ("trials", "concurrency", "grace_period"):
             if getattr(self.search, name) < 1:
                 raise invalid(f"search.{name}", getattr(self.search, name), "an integer >= 1")
+        if self.search.max_failures < 0:
+            raise invalid("search.max_failures", self.search.max_failures, "an integer >= 0")
         if self.search.reduction_factor < 2:
             raise invalid("search.reduction_factor", self.search.reduction_factor,
                           "an integer >= 2")

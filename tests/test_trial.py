@@ -156,3 +156,35 @@ def test_a_budget_on_another_target_is_measured_there_and_rejects_before_trainin
     assert metrics["latency_ms/cpu-onnxruntime"] != metrics["latency_ms"]  # timed separately
     size, latency = metrics["constraints"]
     assert size <= 0 < latency
+
+
+def test_a_candidate_that_fails_by_itself_ends_failed_with_its_reason(prepared, tmp_path,
+                                                                      monkeypatch):
+    _, (ctx, _, _) = prepared
+
+    def broken(*args, **kwargs):
+        raise ValueError("rank 0 is too small")
+
+    monkeypatch.setattr(trial_mod, "apply_plan", broken)
+    reports, report = collect(tmp_path)
+    trial_mod.run_trial(HEAVY, ctx, report)  # does not raise: the search goes on
+    (metrics, artifact), = reports
+    assert metrics["status"] == "failed" and metrics["final"] == 1.0
+    assert metrics["reason"] == "ValueError: rank 0 is too small"
+    assert {"accuracy", "latency_ms", "size_kb"} <= set(metrics)  # Tune's strict metric check
+    assert artifact is None
+
+
+def test_a_lost_worker_propagates_so_tune_retries_the_trial(prepared, tmp_path, monkeypatch):
+    from ray.exceptions import RayActorError
+
+    _, (ctx, _, _) = prepared
+
+    def lost(*args, **kwargs):
+        raise RayActorError()
+
+    monkeypatch.setattr(trial_mod, "apply_plan", lost)
+    reports, report = collect(tmp_path)
+    with pytest.raises(RayActorError):
+        trial_mod.run_trial(HEAVY, ctx, report)
+    assert reports == []

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
+
+
+def current_node() -> str:
+    """The Ray node id this process runs on ("" outside Ray; never imports Ray itself)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return ""
+    return ray.get_runtime_context().get_node_id()
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from autocompress.errors import ConfigError, invalid
 from autocompress.export import to_bytes
 from autocompress.hardware.analytic import count_params, trace_costs, weight_bytes
 from autocompress.hardware.cpu import summarize, torch_threads
-from autocompress.hardware.measurement import Measurement
+from autocompress.hardware.measurement import Measurement, current_node
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class BaseProfiler(abc.ABC):
         return Measurement(
             params=count_params(model), macs=per_sample.macs, bops=per_sample.bops,
             peak_mem_mb=(weights + batch.peak_activation_bytes) / 2**20,
-            weight_bytes=weights, size_bytes=size, target=self.name,
+            weight_bytes=weights, size_bytes=size, target=self.name, node=current_node(),
             latency_ms=timing.get("latency_ms"), latency_p90_ms=timing.get("latency_p90_ms"),
             latency_spread=timing.get("latency_spread"), runs=int(timing.get("runs", 0)),
             batch_size=int(example.shape[0]), threads=self.threads, runtime=self.runtime,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from autocompress.tracking import (
     load_search,
     normalized_hypervolume,
 )
+from autocompress.tracking.store import is_sqlite
+from autocompress.tracking.tracker import TUNE_PATH
 
 
 @dataclass(frozen=True)
@@ -60,27 +63,38 @@ def prepare(recipe: Recipe) -> tuple[SearchContext, dict[str, float], SearchSpac
     return ctx, baseline_metrics(teacher, recipe), space
 
 
-def run_search(recipe: Recipe, ray_address: str | None = None, verbose: int = 1) -> SearchSummary:
+def run_search(recipe: Recipe, ray_address: str | None = None, verbose: int = 1,
+               resume: bool = False) -> SearchSummary:
     """Run the recipe's search on Ray Tune and record it in MLflow.
 
     Args:
         recipe: The validated recipe (CLI overrides already applied).
         ray_address: A running cluster to attach to; None starts a local Ray.
         verbose: Ray Tune's verbosity (0 silent, 1 status table).
+        resume: Continue the experiment's latest unfinished search from its Tune storage
+            instead of starting a new one: finished trials are kept, interrupted ones are
+            run again into the MLflow run they already have, and the rest are sampled.
     """
     started = time.perf_counter()
     tracker = SearchTracker(recipe.tracking.uri, recipe.experiment)  # creates the store first
     ctx, baseline, space = prepare(recipe)
-    tracker.start_search(
-        recipe.name,
-        _recipe_params(recipe),
-        {"recipe.yaml": yaml.safe_dump(recipe.to_dict(), sort_keys=False),
-         "space.yaml": yaml.safe_dump(space.raw, sort_keys=False)},
-        baseline,
-    )
+    if resume:
+        parent_id, tune_path, baseline = tracker.find_unfinished()
+        tracker.resume_search(parent_id)
+    else:
+        tracker.start_search(
+            recipe.name,
+            _recipe_params(recipe),
+            {"recipe.yaml": yaml.safe_dump(recipe.to_dict(), sort_keys=False),
+             "space.yaml": yaml.safe_dump(space.raw, sort_keys=False)},
+            baseline,
+        )
+        tune_path = None
     setup_s = time.perf_counter() - started
     try:
-        _run_tuner(recipe, ctx, tracker, ray_address, verbose)
+        _run_tuner(recipe, ctx, tracker, ray_address, verbose, tune_path)
+    except SearchInterrupted:
+        raise
     except BaseException as exc:
         tracker.fail_search(f"{type(exc).__name__}: {exc}")
         raise
@@ -88,19 +102,53 @@ def run_search(recipe: Recipe, ray_address: str | None = None, verbose: int = 1)
     return _finish(recipe, tracker, baseline, time.perf_counter() - started, setup_s, tune_s)
 
 
-def _run_tuner(recipe, ctx, tracker, ray_address, verbose) -> None:
+def _run_tuner(recipe, ctx, tracker, ray_address, verbose, restore: str | None) -> None:
     import ray
 
-    from autocompress.search.tuner import build_tuner
+    from autocompress.search.callbacks import interrupted, reconcile, tune_trials
+    from autocompress.search.tuner import build_tuner, experiment_path, restore_tuner
 
     owns_ray = not ray.is_initialized()
     if owns_ray:
         _init_ray(ray_address)
     try:
-        build_tuner(recipe, ctx, tracker, verbose=verbose).fit()
+        check_tracking_for_cluster(tracker.uri)
+        if restore:
+            tuner = restore_tuner(restore, ctx)
+        else:
+            tracker.tag_search({TUNE_PATH: experiment_path(recipe, tracker)})
+            tuner = build_tuner(recipe, ctx, tracker, verbose=verbose)
+        trials = tune_trials(tuner.fit())
+        if interrupted(trials, recipe.search.trials):
+            tracker.interrupt_search()
+            print(f"autocompress: search interrupted; its state is saved. Continue it with: "
+                  f"autocompress search RECIPE --resume (experiment {recipe.experiment!r})",
+                  file=sys.stderr)
+            raise SearchInterrupted(recipe.experiment)
+        reconcile(tracker, trials)
     finally:
         if owns_ray:
             ray.shutdown()
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """The search stopped before its planned trials finished; ``resume=True`` continues it."""
+
+
+def check_tracking_for_cluster(uri: str) -> None:
+    """Refuse an embedded sqlite store when Ray spans several nodes.
+
+    Nodes of a cluster do not share a local file, and users read the search from elsewhere:
+    a multi-node search records into an MLflow tracking server (``cluster/mlflow-server.sh``).
+    """
+    import ray
+
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    if is_sqlite(uri) and len(alive) > 1:
+        raise ConfigError(
+            f"tracking.uri: {uri!r} is a local sqlite file, but the Ray cluster has "
+            f"{len(alive)} nodes; run an MLflow tracking server (cluster/mlflow-server.sh) and "
+            "pass --tracking-uri http://HOST:PORT")
 
 
 def _init_ray(address: str | None) -> None:

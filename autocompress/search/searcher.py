@@ -45,7 +45,7 @@ class ConstrainedOptunaSearch(OptunaSearch):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         ot_trial = self._ot_trials[trial_id]
-        if error or not result:
+        if error or not result or result.get("status") == "failed":
             self._tell(trial_id, ot_trial, None, TrialState.FAIL)
             return
         if not result.get("final"):

@@ -8,6 +8,8 @@ once as infeasible and never trained.
 from __future__ import annotations
 
 import functools
+import math
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,6 +23,7 @@ from torch import nn
 from autocompress.export import load_compressed, save_compressed
 from autocompress.hardware import Budget, is_feasible, violations
 from autocompress.hardware.budget import TARGETED, metric_key
+from autocompress.hardware.measurement import current_node
 from autocompress.methods import CompressionPlan, apply_plan
 from autocompress.recipe import Recipe
 from autocompress.space import BoundSpace
@@ -73,24 +76,57 @@ def _profiler(hardware, name: str | None = None):
 def measure(model: nn.Module, splits: DatasetSplits, recipe: Recipe,
             extra: dict | None = None,
             budgets: tuple[Budget, ...] | None = None) -> dict[str, float]:
+    """Profile ``model`` on every target (see :func:`measure_on_targets`): metrics only."""
+    return measure_on_targets(model, splits, recipe, extra, budgets)[0]
+
+
+def measure_on_targets(model: nn.Module, splits: DatasetSplits, recipe: Recipe,
+                       extra: dict | None = None, budgets: tuple[Budget, ...] | None = None
+                       ) -> tuple[dict[str, float], dict[str, str]]:
     """Profile ``model`` as the baseline and every candidate are.
 
     On the recipe's default target (plain metric names) and on every further target a budget
     names (``budgets``, by default the recipe's), whose device-dependent metrics are keyed
-    ``latency_ms/TARGET`` etc.
+    ``latency_ms/TARGET`` etc. Also returns the Ray node each target was measured on, as
+    ``{"node/TARGET": node_id}`` (empty ids outside Ray).
     """
     example = splits.val.tensors[0][: recipe.hardware.batch_size]
-    metrics = _profiler(recipe.hardware).measure(model, example, extra=extra).metrics()
+    default = _profiler(recipe.hardware).measure(model, example, extra=extra)
+    metrics = default.metrics()
+    nodes = {f"node/{recipe.hardware.target}": default.node}
     budgets = recipe.parsed_budgets() if budgets is None else budgets
     for name in recipe.hardware.target_names(budgets):
         measured = _profiler(recipe.hardware, name).measure(model, example, extra=extra)
         metrics.update({metric_key(k, name): v for k, v in measured.metrics().items()
                         if k in TARGETED})
-    return metrics
+        nodes[f"node/{name}"] = measured.node
+    return metrics, nodes
 
 
 def run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> None:
-    """Run one candidate end to end, reporting each epoch and a final result."""
+    """Run one candidate end to end, reporting each epoch and a final result.
+
+    A candidate that cannot be built or trained (an error in its plan, its training or its
+    export) ends with a final ``status: failed`` result naming the error, so the search goes
+    on and does not retry it. Infrastructure failures (a Ray worker or node lost) propagate,
+    so Tune retries the trial (``search.max_failures``).
+    """
+    try:
+        _run_trial(config, ctx, report)
+    except Exception as exc:
+        if _is_infrastructure(exc):
+            raise
+        report({"status": "failed", "reason": f"{type(exc).__name__}: {exc}", "final": 1.0,
+                "feasible": 0.0, "epochs_trained": 0, "accuracy": 0.0,
+                "latency_ms": math.nan, "size_kb": math.nan, "node": current_node()}, None)
+
+
+def _is_infrastructure(exc: BaseException) -> bool:
+    ray = sys.modules.get("ray")
+    return ray is not None and isinstance(exc, ray.exceptions.RayError)
+
+
+def _run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> None:
     recipe, started = ctx.recipe, time.perf_counter()
     plan = ctx.space.plan(config)
     splits = load_splits(recipe)
@@ -99,10 +135,10 @@ def run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> Non
     student = apply_plan(teacher, plan, splits.val.tensors[0][:1], ctx.output_layers,
                          calibration)
     extra = {"plan": plan.to_dict(), "recipe": recipe.name}  # stored in the artifact
-    costs = measure(student, splits, recipe, extra, ctx.budgets)
+    costs, nodes = measure_on_targets(student, splits, recipe, extra, ctx.budgets)
     constraints = violations(ctx.budgets, {**costs, "accuracy": 1.0})
     base = {**costs, "constraints": constraints, "feasible": float(is_feasible(constraints)),
-            "time_profile_s": time.perf_counter() - started}
+            "time_profile_s": time.perf_counter() - started, "node": current_node(), **nodes}
     if not is_feasible(constraints):
         accuracy = evaluate(student, splits.val)  # cheap, and tells what was given up
         report({**base, "accuracy": accuracy, "epochs_trained": 0, "final": 1.0,

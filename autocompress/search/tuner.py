@@ -71,24 +71,60 @@ def trainable(config: dict[str, Any], ctx: SearchContext) -> None:
     run_trial(config, ctx, tune_report)
 
 
-def build_tuner(recipe: Recipe, ctx: SearchContext, tracker: SearchTracker,
-                verbose: int = 1) -> tune.Tuner:
-    """The Tuner of one search, storing trial results under ``search.storage``."""
+def plan_params(config: dict[str, Any]) -> dict[str, str]:
+    """A trial's config as flat MLflow params."""
     from autocompress.methods import CompressionPlan
 
-    def plan_params(config: dict[str, Any]) -> dict[str, str]:
-        return CompressionPlan.from_dict(config).to_params()
+    return CompressionPlan.from_dict(config).to_params()
 
-    fn = tune.with_resources(tune.with_parameters(trainable, ctx=ctx),
-                             {"cpu": recipe.search.cpus_per_trial})
+
+def experiment_path(recipe: Recipe, tracker: SearchTracker) -> str:
+    """Where Tune keeps this search's state (what ``--resume`` restores from)."""
+    storage = recipe.search.storage
+    if "://" not in storage:
+        storage = str(Path(storage).resolve())
+    return f"{storage.rstrip('/')}/{_run_name(recipe, tracker)}"
+
+
+def _run_name(recipe: Recipe, tracker: SearchTracker) -> str:
+    return f"{recipe.experiment}-{tracker.parent_id[:8]}"
+
+
+def _trainable(ctx: SearchContext):
+    return tune.with_resources(tune.with_parameters(trainable, ctx=ctx),
+                               {"cpu": ctx.recipe.search.cpus_per_trial})
+
+
+def build_tuner(recipe: Recipe, ctx: SearchContext, tracker: SearchTracker,
+                verbose: int = 1) -> tune.Tuner:
+    """The Tuner of one search, storing its state under ``search.storage``.
+
+    A trial whose worker or node is lost is retried up to ``search.max_failures`` times; a
+    candidate that fails by itself reports ``status: failed`` and is not retried.
+    """
+    path = experiment_path(recipe, tracker)
     return tune.Tuner(
-        fn,
+        _trainable(ctx),
         tune_config=make_tune_config(recipe, ctx),
         run_config=tune.RunConfig(
-            name=f"{recipe.experiment}-{tracker.parent_id[:8]}",
-            storage_path=str(Path(recipe.search.storage).resolve()),
+            name=path.rsplit("/", 1)[1],
+            storage_path=path.rsplit("/", 1)[0],
             callbacks=[TrackingCallback(tracker, plan_params)],
-            failure_config=tune.FailureConfig(max_failures=0),
+            failure_config=tune.FailureConfig(max_failures=recipe.search.max_failures),
             verbose=verbose,
         ),
     )
+
+
+def restore_tuner(path: str, ctx: SearchContext) -> tune.Tuner:
+    """The interrupted search's Tuner: finished trials kept, unfinished ones run again.
+
+    Its searcher, scheduler and tracking callback come back from the saved state; errored
+    trials (already recorded as failed) are not run again.
+    """
+    from autocompress.errors import ConfigError
+
+    if not tune.Tuner.can_restore(path):
+        raise ConfigError(f"--resume: no restorable Tune state at {path}")
+    return tune.Tuner.restore(path, trainable=_trainable(ctx), resume_unfinished=True,
+                              resume_errored=False, restart_errored=False)

@@ -6,12 +6,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from autocompress.errors import ConfigError
 from autocompress.tracking.store import get_or_create_experiment, init_store, normalize_uri
 
 ROLE, TRIAL_ID, STATUS, REASON, PARETO = (
     "autocompress.role", "autocompress.trial_id", "autocompress.status",
     "autocompress.failure_reason", "autocompress.pareto",
 )
+TUNE_PATH, RETRIES = "autocompress.tune_path", "autocompress.retries"
 PARENT = "mlflow.parentRunId"
 ARTIFACT_DIR = "model"
 STATUSES = ("completed", "infeasible", "pruned", "failed")
@@ -44,6 +46,63 @@ class SearchTracker:
         for filename, text in texts.items():
             self.client.log_text(self.parent_id, text, filename)
         return self.parent_id
+
+    def resume_search(self, parent_id: str) -> None:
+        """Reopen an interrupted search's parent run and re-learn its trials' child runs.
+
+        Trials that already have a run keep it (a restarted trial logs into the same run), so
+        a resumed search neither duplicates nor loses runs.
+        """
+        self.parent_id = parent_id
+        self.reload()
+        self.client.update_run(parent_id, status="RUNNING")
+        self._log(parent_id, tags={STATUS: "running"})
+
+    def find_unfinished(self) -> tuple[str, str, dict[str, float]]:
+        """The experiment's latest search that did not complete: run id, Tune path, baseline.
+
+        Raises:
+            ConfigError: there is none, or its Tune storage is gone.
+        """
+        runs = self.client.search_runs(
+            [self.experiment_id], f"tags.`{ROLE}` = 'search'",
+            order_by=["attributes.start_time DESC"], max_results=1)
+        if not runs or runs[0].data.tags.get(STATUS) == "completed":
+            raise ConfigError("--resume: the experiment's latest search completed (or there is "
+                              "none); nothing to resume")
+        run = runs[0]
+        path = run.data.tags.get(TUNE_PATH, "")
+        if not path:
+            raise ConfigError(f"--resume: search {run.info.run_id} recorded no Tune storage "
+                              "path (it stopped before its trials started); start a new one")
+        baseline = {k[len("baseline_"):]: v for k, v in run.data.metrics.items()
+                    if k.startswith("baseline_")}
+        return run.info.run_id, path, baseline
+
+    def tag_search(self, tags: Mapping[str, Any]) -> None:
+        """Set tags on the parent run."""
+        self._log(self.parent_id, tags=tags)
+
+    def reload(self) -> None:
+        """Learn the trial id -> child run mapping of the current search from the store."""
+        runs = self.client.search_runs(
+            [self.experiment_id], f"tags.`{PARENT}` = '{self.parent_id}'", max_results=50000)
+        for run in runs:
+            trial_id = run.data.tags.get(TRIAL_ID)
+            if trial_id:
+                self._runs.setdefault(trial_id, run.info.run_id)
+
+    def open_trials(self) -> set[str]:
+        """Trial ids of this search whose runs are not closed yet."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`{PARENT}` = '{self.parent_id}' and tags.`{STATUS}` = 'running'",
+            max_results=50000)
+        return {run.data.tags[TRIAL_ID] for run in runs if TRIAL_ID in run.data.tags}
+
+    def set_tags(self, trial_id: str, tags: Mapping[str, Any]) -> None:
+        """Set tags on a trial's run (e.g. the nodes it trained and was measured on)."""
+        self._log(self._runs[trial_id], tags=tags)
 
     def start_trial(self, trial_id: str, params: Mapping[str, Any]) -> str:
         """Open (once) the child run of ``trial_id`` with the plan as params."""
@@ -82,6 +141,11 @@ class SearchTracker:
             self.client.set_tag(run_id, PARETO, "false")
         self._log(self.parent_id, metrics=metrics, tags={STATUS: "completed"})
         self.client.set_terminated(self.parent_id, "FINISHED")
+
+    def interrupt_search(self) -> None:
+        """Close the parent run as interrupted (``--resume`` reopens it)."""
+        self._log(self.parent_id, tags={STATUS: "interrupted"})
+        self.client.set_terminated(self.parent_id, "KILLED")
 
     def fail_search(self, reason: str) -> None:
         """Close the parent run as failed."""

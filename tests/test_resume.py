@@ -1,0 +1,81 @@
+"""Interrupt a search's driver (Ctrl-C) and resume it: no duplicate and no lost MLflow run."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from autocompress.tracking import load_search
+from tests.helpers import small_recipe
+
+pytestmark = pytest.mark.slow
+TRIALS = 4
+
+
+def closed_trials(db) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:  # read-only: no migration
+            return c.execute(
+                "select count(*) from runs r join tags t on t.run_uuid = r.run_uuid "
+                "where t.key = 'autocompress.role' and t.value = 'trial' "
+                "and r.status = 'FINISHED'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def write(recipe, tmp):
+    raw = {**recipe.to_dict(), "space": str(recipe.resolve(recipe.space))}
+    raw.pop("base_dir", None)
+    (tmp / "recipe.yaml").write_text(yaml.safe_dump(raw))
+
+
+def search(tmp, *extra):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen([sys.executable, "-m", "autocompress.cli", "search", "recipe.yaml",
+                             "--quiet", *extra], cwd=tmp, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_an_interrupted_search_resumes_to_exactly_the_planned_trials(tmp_path):
+    recipe = small_recipe(tmp_path, trials=TRIALS, epochs=2, concurrency=1, scheduler="none")
+    write(recipe, tmp_path)
+    db = tmp_path / "mlruns.db"
+    first = search(tmp_path)
+    deadline = time.time() + 300
+    while closed_trials(db) < 1 and first.poll() is None and time.time() < deadline:
+        time.sleep(1)
+    first.send_signal(signal.SIGINT)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 130, err[-2000:]
+    assert "--resume" in err
+    interrupted = load_search(f"sqlite:///{db}", "test")
+    done_before = {t.trial_id for t in interrupted.trials if t.status == "completed"}
+    assert 1 <= len(done_before) < TRIALS
+
+    second = search(tmp_path, "--resume")
+    _, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err[-3000:]
+    resumed = load_search(f"sqlite:///{db}", "test")
+    assert resumed.run_id == interrupted.run_id  # the same search, continued
+    ids = [t.trial_id for t in resumed.trials]
+    assert len(ids) == len(set(ids)) == TRIALS  # no duplicate, none lost
+    assert done_before <= set(ids)
+    assert all(t.status in ("completed", "infeasible", "failed") for t in resumed.trials)
+    assert resumed.metrics["trials"] == TRIALS
+    assert "--resume" not in err
+
+
+def test_resume_without_an_interrupted_search_is_a_clear_error(tmp_path):
+    recipe = small_recipe(tmp_path)
+    write(recipe, tmp_path)
+    proc = search(tmp_path, "--resume")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2
+    assert "nothing to resume" in err
