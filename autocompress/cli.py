@@ -1,4 +1,4 @@
-"""The command line: search, pareto, pick, inspect, profile.
+"""The command line: search, submit, jobs, pareto, pick, inspect, profile.
 
 User errors print one line and exit with code 2.
 """
@@ -54,7 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no Ray Tune status table")
     s.add_argument("--resume", action="store_true",
                    help="continue the experiment's interrupted search from its saved state")
+    s.add_argument("--storage", help="where Tune keeps the search's state (default: recipe's)")
     s.set_defaults(func=_search)
+
+    from autocompress.cli_jobs import add_parsers
+
+    add_parsers(sub)
 
     p = sub.add_parser("pareto", help="show the Pareto front of the last search of an experiment")
     _tracking_args(p)
@@ -104,7 +109,7 @@ def _search(args: argparse.Namespace) -> int:
     recipe = apply_overrides(
         Recipe.from_yaml(args.recipe), trials=args.trials, concurrency=args.concurrency,
         sampler=args.sampler, seed=args.seed, budgets=args.budget, uri=args.tracking_uri,
-        experiment=args.experiment,
+        experiment=args.experiment, storage=args.storage,
     )
     summary = run_search(recipe, ray_address=args.ray_address, verbose=0 if args.quiet else 1,
                          resume=args.resume)

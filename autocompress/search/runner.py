@@ -200,7 +200,7 @@ def _recipe_params(recipe: Recipe) -> dict[str, Any]:
 
 def apply_overrides(recipe: Recipe, **overrides: Any) -> Recipe:
     """The recipe with CLI overrides (trials, concurrency, budgets, tracking, ...) applied."""
-    search = {k: v for k in ("trials", "concurrency", "sampler", "seed")
+    search = {k: v for k in ("trials", "concurrency", "sampler", "seed", "storage")
               if (v := overrides.get(k)) is not None}
     tracking = {k: v for k in ("uri", "experiment") if (v := overrides.get(k)) is not None}
     budgets = tuple(overrides.get("budgets") or ())

@@ -90,9 +90,26 @@ def _run_name(recipe: Recipe, tracker: SearchTracker) -> str:
     return f"{recipe.experiment}-{tracker.parent_id[:8]}"
 
 
+TRAINER = "trainer"  # custom resource of the nodes that train candidates
+
+
+def trial_resources(recipe: Recipe) -> dict[str, float]:
+    """A trial's CPUs, and a sliver of ``trainer`` when the cluster has trainer nodes.
+
+    The sliver pins trials to those nodes (never to the head or a profiling node, where they
+    would disturb the timings); CPUs still decide how many run at once on each.
+    """
+    import ray
+
+    resources = {"cpu": recipe.search.cpus_per_trial}
+    if ray.is_initialized() and ray.cluster_resources().get(TRAINER, 0) > 0:
+        resources[TRAINER] = 0.001
+    return resources
+
+
 def _trainable(ctx: SearchContext):
     return tune.with_resources(tune.with_parameters(trainable, ctx=ctx),
-                               {"cpu": ctx.recipe.search.cpus_per_trial})
+                               trial_resources(ctx.recipe))
 
 
 def build_tuner(recipe: Recipe, ctx: SearchContext, tracker: SearchTracker,
