@@ -61,6 +61,9 @@ class HardwareConfig:
     max_seconds: float = 2.0
     target_spread: float = 0.05
     int8: bool = False  # cpu-onnxruntime: time the int8 QDQ graph
+    # measure on the Ray node carrying this custom resource (e.g. "target:cpu-onnxruntime"),
+    # through the remote profiler, instead of where the trial runs
+    resource: str | None = None
     # further targets budgets may name: {name: {target: REGISTERED, option: value, ...}}
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -86,9 +89,11 @@ class HardwareConfig:
         (threads, int8) apply to it only, a named target takes its own from ``targets``.
         """
         if name is None or name == self.target:
-            options = {"int8": True} if self.int8 else {}
-            return get_profiler(self.target, threads=self.threads, protocol=self.protocol,
-                                **options)
+            options: dict[str, Any] = {"int8": True} if self.int8 else {}
+            if self.resource:
+                options["resource"] = self.resource
+            return _build_profiler(self.target, threads=self.threads, protocol=self.protocol,
+                                   **options)
         if name not in self.targets and name not in PROFILERS:
             raise invalid("budget target", name,
                           sorted({self.target, *self.targets, *PROFILERS}))
@@ -96,7 +101,7 @@ class HardwareConfig:
         kind = spec.pop("target", name)
         spec.setdefault("threads", self.threads)
         try:
-            return get_profiler(kind, protocol=self.protocol, **spec)
+            return _build_profiler(kind, protocol=self.protocol, **spec)
         except TypeError as exc:
             raise ConfigError(f"hardware.targets.{name}: {exc}") from None
 
@@ -107,6 +112,13 @@ class HardwareConfig:
             if budget.target and budget.target != self.target and budget.target not in names:
                 names.append(budget.target)
         return tuple(names)
+
+
+def _build_profiler(kind: str, resource: str | None = None, **options: Any):
+    """A target's profiler; with ``resource``, run remotely on the node carrying it."""
+    if resource and kind != "remote":
+        return get_profiler("remote", target=kind, resource=resource, **options)
+    return get_profiler(kind, **({"resource": resource} if resource else {}), **options)
 
 
 @dataclass(frozen=True)

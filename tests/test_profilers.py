@@ -14,6 +14,8 @@ FAST = Protocol(warmup=2, min_runs=5, max_runs=30, max_seconds=0.3)
 def available(name):
     if name == "cuda" and not torch.cuda.is_available():
         pytest.skip("no CUDA device")
+    if name == "remote":
+        pytest.skip("needs a Ray cluster: tests/test_remote_profiler.py checks it there")
     return get_profiler(name, protocol=FAST)
 
 

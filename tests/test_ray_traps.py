@@ -9,7 +9,7 @@ ray = pytest.importorskip("ray")
 from ray import tune  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
-from autocompress.search.placement import outside_trial  # noqa: E402
+from autocompress.placement import outside_trial  # noqa: E402
 from autocompress.search.tuner import make_searcher, make_tune_config  # noqa: E402
 from tests.helpers import small_recipe  # noqa: E402
 

@@ -239,3 +239,8 @@ def get_profiler(name: str, **options: Any) -> BaseProfiler:
     if name not in PROFILERS:
         raise invalid("hardware.target", name, sorted(PROFILERS))
     return PROFILERS[name](**options)
+
+
+from autocompress.hardware.remote import RemoteProfiler  # noqa: E402  (a BaseProfiler subclass)
+
+PROFILERS[RemoteProfiler.name] = RemoteProfiler

@@ -75,8 +75,23 @@ def run_search(recipe: Recipe, ray_address: str | None = None, verbose: int = 1,
             instead of starting a new one: finished trials are kept, interrupted ones are
             run again into the MLflow run they already have, and the rest are sampled.
     """
+    import ray
+
     started = time.perf_counter()
     tracker = SearchTracker(recipe.tracking.uri, recipe.experiment)  # creates the store first
+    owns_ray = not ray.is_initialized()
+    if owns_ray:  # before the baseline: a remote target measures it through Ray
+        _init_ray(ray_address)
+    try:
+        return _search(recipe, tracker, started, verbose, resume)
+    finally:
+        if owns_ray:
+            ray.shutdown()
+
+
+def _search(recipe: Recipe, tracker: SearchTracker, started: float, verbose: int,
+            resume: bool) -> SearchSummary:
+    check_tracking_for_cluster(tracker.uri)
     ctx, baseline, space = prepare(recipe)
     if resume:
         parent_id, tune_path, baseline = tracker.find_unfinished()
@@ -92,7 +107,7 @@ def run_search(recipe: Recipe, ray_address: str | None = None, verbose: int = 1,
         tune_path = None
     setup_s = time.perf_counter() - started
     try:
-        _run_tuner(recipe, ctx, tracker, ray_address, verbose, tune_path)
+        _run_tuner(recipe, ctx, tracker, verbose, tune_path)
     except SearchInterrupted:
         raise
     except BaseException as exc:
@@ -102,33 +117,23 @@ def run_search(recipe: Recipe, ray_address: str | None = None, verbose: int = 1,
     return _finish(recipe, tracker, baseline, time.perf_counter() - started, setup_s, tune_s)
 
 
-def _run_tuner(recipe, ctx, tracker, ray_address, verbose, restore: str | None) -> None:
-    import ray
-
+def _run_tuner(recipe, ctx, tracker, verbose, restore: str | None) -> None:
     from autocompress.search.callbacks import interrupted, reconcile, tune_trials
     from autocompress.search.tuner import build_tuner, experiment_path, restore_tuner
 
-    owns_ray = not ray.is_initialized()
-    if owns_ray:
-        _init_ray(ray_address)
-    try:
-        check_tracking_for_cluster(tracker.uri)
-        if restore:
-            tuner = restore_tuner(restore, ctx)
-        else:
-            tracker.tag_search({TUNE_PATH: experiment_path(recipe, tracker)})
-            tuner = build_tuner(recipe, ctx, tracker, verbose=verbose)
-        trials = tune_trials(tuner.fit())
-        if interrupted(trials, recipe.search.trials):
-            tracker.interrupt_search()
-            print(f"autocompress: search interrupted; its state is saved. Continue it with: "
-                  f"autocompress search RECIPE --resume (experiment {recipe.experiment!r})",
-                  file=sys.stderr)
-            raise SearchInterrupted(recipe.experiment)
-        reconcile(tracker, trials)
-    finally:
-        if owns_ray:
-            ray.shutdown()
+    if restore:
+        tuner = restore_tuner(restore, ctx)
+    else:
+        tracker.tag_search({TUNE_PATH: experiment_path(recipe, tracker)})
+        tuner = build_tuner(recipe, ctx, tracker, verbose=verbose)
+    trials = tune_trials(tuner.fit())
+    if interrupted(trials, recipe.search.trials):
+        tracker.interrupt_search()
+        print(f"autocompress: search interrupted; its state is saved. Continue it with: "
+              f"autocompress search RECIPE --resume (experiment {recipe.experiment!r})",
+              file=sys.stderr)
+        raise SearchInterrupted(recipe.experiment)
+    reconcile(tracker, trials)
 
 
 class SearchInterrupted(KeyboardInterrupt):
