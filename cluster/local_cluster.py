@@ -135,6 +135,8 @@ class LocalCluster:
             self._launch()
             self._save()  # so that `stop` finds it even if this process dies while waiting
             self._wait_alive()
+            if self.dashboard:
+                self._wait_dashboard()
         except BaseException:
             self.stop()
             raise
@@ -193,6 +195,24 @@ class LocalCluster:
                                    f"{sorted(alive)} of {[n.spec.name for n in self.nodes]}")
             time.sleep(0.2)
 
+    def _wait_dashboard(self) -> None:
+        """The job API answers a little after the head is alive: wait for it."""
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.dashboard_url}/api/version", timeout=2):
+                    return
+            except urllib.error.HTTPError:
+                return  # it answers (401 without the token: token auth is on)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no dashboard at {self.dashboard_url} after "
+                                       f"{self.timeout_s} s") from None
+                time.sleep(0.3)
+
     def _save(self) -> None:
         state = {"address": self.address, "auth_mode": self.auth_mode,
                  "start_s": round(self.start_s, 2),
@@ -224,8 +244,11 @@ class LocalCluster:
 
     @property
     def dashboard_url(self) -> str:
-        """The head's dashboard / Job Submission API (``autocompress submit --address``)."""
-        return f"http://{self.address.rsplit(':', 1)[0]}:{self.dashboard_port}"
+        """The head's dashboard / Job Submission API (``autocompress submit --address``).
+
+        Ray binds the dashboard to loopback unless told otherwise: reach it from this host.
+        """
+        return f"http://127.0.0.1:{self.dashboard_port}"
 
     def kill_node(self, name: str) -> int:
         """SIGKILL every process of one node (a node failure); returns how many."""

@@ -55,6 +55,10 @@ def job_spec(recipe_path: str | Path, search_args: Sequence[str] = (),
         if not file.is_file():
             raise ConfigError(f"submit: {file} is named by the recipe but does not exist")
     root = Path(os.path.commonpath([str(p.parent) for p in needed]))
+    if root == Path(root.anchor) or root == Path.home():
+        files = ", ".join(map(str, needed))
+        raise ConfigError(f"submit: the recipe and the files it names ({files}) meet only at "
+                          f"{root}; keep them under one project folder")
     _check_size(root)
     rel = path.relative_to(root).as_posix()
     args = ["autocompress", "search", rel, "--ray-address", "auto", "--quiet", *search_args]
@@ -83,8 +87,12 @@ def client(address: str):
     try:
         return JobSubmissionClient(address)
     except Exception as exc:  # noqa: BLE001  (connection errors come in many types)
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        hint = ""
+        if "401" in str(exc) or "nauthori" in str(exc):
+            hint = " (the cluster uses token auth: set RAY_AUTH_MODE=token and its token)"
         raise ConfigError(f"--address: cannot reach the Ray job API at {address!r}: "
-                          f"{str(exc).splitlines()[0]}") from None
+                          f"{text}{hint}") from None
 
 
 def submit(address: str, spec: JobSpec, submission_id: str | None = None) -> str:

@@ -38,6 +38,7 @@ class TrialRecord:
     params: dict[str, str]
     pareto: bool = False
     reason: str = ""
+    tags: dict[str, str] = field(default_factory=dict)  # autocompress.* (nodes, retries, ...)
 
     @property
     def feasible(self) -> bool:  # noqa: D102
@@ -116,6 +117,7 @@ def _trial(run: Any) -> TrialRecord:
         params=dict(run.data.params),
         pareto=tags.get(PARETO) == "true",
         reason=tags.get(REASON, ""),
+        tags={k: v for k, v in tags.items() if k.startswith("autocompress.")},
     )
 
 
