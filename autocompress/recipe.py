@@ -64,10 +64,16 @@ class HardwareConfig:
     # measure on the Ray node carrying this custom resource (e.g. "target:cpu-onnxruntime"),
     # through the remote profiler, instead of where the trial runs
     resource: str | None = None
+    # latency lookup table: predict each plan's latency before building it, reject plans
+    # predicted over a latency budget by more than reject_margin (relative), log its error
+    predict: bool = False
+    reject_margin: float = 0.1
     # further targets budgets may name: {name: {target: REGISTERED, option: value, ...}}
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self):
+        if self.reject_margin < 0:
+            raise invalid("hardware.reject_margin", self.reject_margin, "a number >= 0")
         for name, spec in self.targets.items():
             if not isinstance(spec, dict):
                 raise invalid(f"hardware.targets.{name}", spec, "a mapping of profiler options")

@@ -188,3 +188,44 @@ def test_a_lost_worker_propagates_so_tune_retries_the_trial(prepared, tmp_path, 
     with pytest.raises(RayActorError):
         trial_mod.run_trial(HEAVY, ctx, report)
     assert reports == []
+
+
+@pytest.fixture(scope="module")
+def predicting(prepared):
+    from autocompress.search.predictor import load_table
+
+    tmp, (ctx, baseline, space) = prepared
+    recipe = ctx.recipe.replace(hardware={"predict": True, "reject_margin": 0.1})
+    teacher = trial_mod.build_teacher(recipe, ctx.teacher_state)
+    example = trial_mod.load_splits(recipe).val.tensors[0][:1]
+    table = load_table(recipe, teacher, example, tmp / "runs")
+    return tmp, (ctx.__class__(recipe, ctx.teacher_state, ctx.space, ctx.output_layers,
+                               ctx.budgets, table), baseline, space)
+
+
+def test_a_plan_predicted_over_the_latency_budget_is_rejected_before_any_build(
+        predicting, tmp_path, monkeypatch):
+    tmp, (ctx, _, _) = predicting
+    assert ctx.latency_table is not None
+    assert list((tmp / "runs").glob("latency-table-cpu-torch-*.json"))  # kept with the runs
+    tight = ctx.__class__(ctx.recipe, ctx.teacher_state, ctx.space, ctx.output_layers,
+                          small_recipe(tmp_path, budgets=["latency_ms<=1e-6"]).parsed_budgets(),
+                          ctx.latency_table)
+    monkeypatch.setattr(trial_mod, "apply_plan", lambda *a, **k: pytest.fail("built"))
+    reports, report = collect(tmp_path)
+    trial_mod.run_trial(HEAVY, tight, report)
+    (metrics, artifact), = reports
+    assert metrics["status"] == "infeasible" and metrics["predicted_only"] == 1.0
+    assert metrics["latency_ms"] == metrics["latency_predicted_ms"] > 0
+    assert metrics["constraints"][0] > 0.1 and "not built" in metrics["reason"]
+
+
+def test_a_built_candidate_logs_the_predictors_error(predicting, tmp_path):
+    _, (ctx, _, _) = predicting
+    reports, report = collect(tmp_path)
+    trial_mod.run_trial(HEAVY, ctx, report)
+    final = reports[-1][0]
+    assert final["status"] == "completed"
+    assert final["latency_predicted_ms"] > 0
+    error = final["latency_predicted_ms"] / final["latency_ms"] - 1
+    assert final["latency_prediction_error"] == pytest.approx(error)

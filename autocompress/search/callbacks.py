@@ -25,7 +25,7 @@ def result_metrics(result: dict[str, Any]) -> dict[str, float]:
     """The numeric results worth logging: the candidate's metrics and constraints."""
     metrics = {k: float(v) for k, v in result.items()
                if k not in TUNE_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
-               and not math.isnan(v)}
+               and math.isfinite(v)}
     for i, value in enumerate(result.get("constraints") or ()):
         metrics[f"constraint_{i}"] = float(value)
     return metrics

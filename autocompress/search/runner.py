@@ -16,6 +16,7 @@ from autocompress.errors import ConfigError
 from autocompress.methods import compressible_layers
 from autocompress.recipe import Recipe
 from autocompress.search.baseline import baseline_metrics, load_or_train
+from autocompress.search.predictor import error_summary, load_table
 from autocompress.search.trial import SearchContext, load_splits
 from autocompress.space import SearchSpace, bind
 from autocompress.tracking import (
@@ -55,11 +56,13 @@ def prepare(recipe: Recipe) -> tuple[SearchContext, dict[str, float], SearchSpac
     space = SearchSpace.from_yaml(space_path)
     storage = Path(recipe.search.storage).resolve()
     teacher = load_or_train(recipe, storage)
-    example = load_splits(recipe).val.tensors[0][:1]
-    layers = compressible_layers(teacher, example)
+    val = load_splits(recipe).val.tensors[0]
+    layers = compressible_layers(teacher, val[:1])
     bound = bind(space, layers)
     outputs = frozenset(layer.name for layer in layers if layer.is_output)
-    ctx = SearchContext(recipe, teacher.state_dict(), bound, outputs, recipe.parsed_budgets())
+    table = load_table(recipe, teacher, val[: recipe.hardware.batch_size], storage)
+    ctx = SearchContext(recipe, teacher.state_dict(), bound, outputs, recipe.parsed_budgets(),
+                        table)
     return ctx, baseline_metrics(teacher, recipe), space
 
 
@@ -178,10 +181,15 @@ def _finish(recipe: Recipe, tracker: SearchTracker, baseline, wall_s: float, set
         statuses[t.status] = statuses.get(t.status, 0) + 1
     infeasible_s = sum(t.metrics.get("time_profile_s", 0.0) for t in record.trials
                        if t.status == "infeasible")
+    predicted = [t for t in record.trials if "latency_prediction_error" in t.metrics]
     tracker.finish_search(sorted(front_ids), others, {
         "hypervolume": hv, "pareto_size": len(front), "trials": len(record.trials),
         "wall_s": wall_s, "setup_s": setup_s, "tune_s": tune_s,
         "infeasible_time_s": infeasible_s,
+        "rejected_by_prediction": float(sum("predicted_only" in t.metrics
+                                            for t in record.trials)),
+        **error_summary([t.metrics["latency_predicted_ms"] for t in predicted],
+                        [t.metrics["latency_ms"] for t in predicted]),
     })
     rows = [{"trial": t.trial_id, "run_id": t.run_id, **{k: t.metrics[k] for k in OBJECTIVES}}
             for t in sorted(front, key=lambda t: -t.metrics["accuracy"])]

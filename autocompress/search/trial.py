@@ -43,6 +43,7 @@ class SearchContext:
     space: BoundSpace
     output_layers: frozenset[str]
     budgets: tuple[Budget, ...]
+    latency_table: Any = None  # a LatencyTable when hardware.predict (see search/predictor.py)
 
 
 @functools.lru_cache(maxsize=4)
@@ -131,6 +132,11 @@ def _run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> No
     plan = ctx.space.plan(config)
     splits = load_splits(recipe)
     teacher = build_teacher(recipe, ctx.teacher_state)
+    predicted = None
+    if ctx.latency_table is not None:
+        predicted = _screen(plan, teacher, splits, ctx, report, started)
+        if predicted is None:
+            return  # rejected on its predicted latency: never built
     calibration = _calibration(splits, recipe.training.calibration_samples)
     student = apply_plan(teacher, plan, splits.val.tensors[0][:1], ctx.output_layers,
                          calibration)
@@ -139,6 +145,9 @@ def _run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> No
     constraints = violations(ctx.budgets, {**costs, "accuracy": 1.0})
     base = {**costs, "constraints": constraints, "feasible": float(is_feasible(constraints)),
             "time_profile_s": time.perf_counter() - started, "node": current_node(), **nodes}
+    if predicted is not None:
+        base.update(latency_predicted_ms=predicted,
+                    latency_prediction_error=predicted / costs["latency_ms"] - 1)
     if not is_feasible(constraints):
         accuracy = evaluate(student, splits.val)  # cheap, and tells what was given up
         report({**base, "accuracy": accuracy, "epochs_trained": 0, "final": 1.0,
@@ -155,6 +164,29 @@ def _run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> No
                 "feasible": float(is_feasible(constraints)),
                 "epochs_trained": recipe.training.epochs, "final": 1.0, "status": "completed",
                 "time_total_s": time.perf_counter() - started}, tmp)
+
+
+def _screen(plan: CompressionPlan, teacher: nn.Module, splits: DatasetSplits,
+            ctx: SearchContext, report: Report, started: float) -> float | None:
+    """The plan's predicted latency, or None after reporting it rejected (never built)."""
+    from autocompress.search.predictor import latency_budgets, screen
+
+    hw = ctx.recipe.hardware
+    example = splits.val.tensors[0][: hw.batch_size]
+    predicted, _, rejected = screen(ctx.latency_table, teacher, plan, example, ctx.budgets,
+                                    hw.reject_margin)
+    if not rejected:
+        return predicted
+    decided = {id(b) for b in latency_budgets(ctx.budgets)}
+    constraints = [b.violation(predicted) if id(b) in decided else 0.0 for b in ctx.budgets]
+    report({"status": "infeasible", "predicted_only": 1.0, "final": 1.0, "feasible": 0.0,
+            "epochs_trained": 0, "accuracy": 0.0, "latency_ms": predicted,
+            "latency_predicted_ms": predicted, "size_kb": math.inf,
+            "constraints": constraints, "time_profile_s": time.perf_counter() - started,
+            "node": current_node(),
+            "reason": f"predicted latency {predicted:.4g} ms breaks the latency budget by more "
+                      f"than the reject margin {hw.reject_margin:g}; not built"}, None)
+    return None
 
 
 def _fine_tune(student, teacher, splits, plan: CompressionPlan, ctx: SearchContext,
