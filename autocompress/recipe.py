@@ -14,6 +14,7 @@ from autocompress.hardware.profilers import PROFILERS, Protocol, get_profiler
 from autocompress.methods import DistillConfig
 from autocompress.methods.feature_distillation import AttentionTransferConfig, HintConfig
 from autocompress.methods.regularizers import SparsityConfig
+from autocompress.training.distributed import DistributedConfig
 
 SAMPLERS = ("tpe", "nsga2", "random")
 SCHEDULERS = ("asha", "none")
@@ -141,6 +142,8 @@ class TrainingConfig:
     sparsity: SparsityConfig | None = None
     limit_train_batches: int | None = None
     calibration_samples: int = 256
+    # Ray Train workers per trial (Lightning DDP, or DeepSpeed ZeRO on GPUs); 1 trains in-trial
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 
 @dataclass(frozen=True)

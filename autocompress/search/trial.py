@@ -191,10 +191,22 @@ def _screen(plan: CompressionPlan, teacher: nn.Module, splits: DatasetSplits,
 
 def _fine_tune(student, teacher, splits, plan: CompressionPlan, ctx: SearchContext,
                base: dict[str, Any], report: Report) -> None:
-    recipe = ctx.recipe
+    recipe, t = ctx.recipe, ctx.recipe.training
+    options = {"distillation": plan.distillation or t.distillation,
+               "attention": plan.attention_transfer or t.attention_transfer,
+               "hint": plan.hint or t.hint, "sparsity": plan.sparsity or t.sparsity,
+               "output_layers": ctx.output_layers, "batch_size": recipe.data.batch_size,
+               "seed": recipe.search.seed}
+    if t.distributed.enabled:  # Ray Train workers; rank 0's epochs come back through report
+        from autocompress.training import fine_tune_distributed
+
+        storage = Path(recipe.search.storage).resolve() / "train"
+        fine_tune_distributed(student, teacher, splits, t, t.distributed, report, base=base,
+                              storage_path=str(storage), **options)
+        return
     import pytorch_lightning as pl
 
-    from autocompress.training import fine_tune
+    from autocompress.training import epoch_result, fine_tune
 
     class EpochReport(pl.Callback):
         """Report validation accuracy each epoch so the scheduler can stop weak candidates."""
@@ -203,16 +215,9 @@ def _fine_tune(student, teacher, splits, plan: CompressionPlan, ctx: SearchConte
             if trainer.sanity_checking:
                 return
             accuracy = float(trainer.callback_metrics["val_accuracy"])
-            report({**base, "accuracy": accuracy, "epochs_trained": trainer.current_epoch + 1,
-                    "final": 0.0, "status": "training"}, None)
+            report(epoch_result(base, accuracy, trainer.current_epoch + 1), None)
 
-    t = recipe.training
-    fine_tune(student, teacher, splits, t,
-              distillation=plan.distillation or t.distillation,
-              attention=plan.attention_transfer or t.attention_transfer,
-              hint=plan.hint or t.hint, sparsity=plan.sparsity or t.sparsity,
-              output_layers=ctx.output_layers, batch_size=recipe.data.batch_size,
-              callbacks=[EpochReport()], seed=recipe.search.seed)
+    fine_tune(student, teacher, splits, t, callbacks=[EpochReport()], **options)
 
 
 def _calibration(splits: DatasetSplits, samples: int):

@@ -45,13 +45,27 @@ def make_scheduler(recipe: Recipe):
     )
 
 
+def concurrency(recipe: Recipe) -> int:
+    """Concurrent trials; with distributed training, no more than the cluster fits workers for.
+
+    Ray Train V2 places a trial's workers in a placement group of its own, so a trial reserves
+    its driver only, and drivers must not take the CPUs their workers wait for.
+    """
+    dist = recipe.training.distributed
+    if not dist.enabled:
+        return recipe.search.concurrency
+    from autocompress.training.distributed import max_concurrent_trials
+
+    return max_concurrent_trials(dist, recipe.search.cpus_per_trial, recipe.search.concurrency)
+
+
 def make_tune_config(recipe: Recipe, ctx: SearchContext) -> tune.TuneConfig:
     """TuneConfig without metric/mode (see module docstring)."""
     return tune.TuneConfig(
         search_alg=make_searcher(recipe, ctx),
         scheduler=make_scheduler(recipe),
         num_samples=recipe.search.trials,
-        max_concurrent_trials=recipe.search.concurrency,
+        max_concurrent_trials=concurrency(recipe),
         reuse_actors=True,
         trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
     )
@@ -108,6 +122,13 @@ def trial_resources(recipe: Recipe) -> dict[str, float]:
 
 
 def _trainable(ctx: SearchContext):
+    dist = ctx.recipe.training.distributed
+    if dist.enabled:  # before any trial starts: bad DeepSpeed config, no CUDA for GPU workers
+        from autocompress.training.deepspeed import check_accelerators
+
+        check_accelerators(dist, ctx.recipe.data.batch_size)
+    # With distributed training too the trial reserves its driver only: Ray Train V2 reserves
+    # the workers itself, and worker bundles added here would be held twice and starve them.
     return tune.with_resources(tune.with_parameters(trainable, ctx=ctx),
                                trial_resources(ctx.recipe))
 
