@@ -82,22 +82,23 @@ def run_search(recipe: Recipe, ray_address: str | None = None, verbose: int = 1,
 
     started = time.perf_counter()
     tracker = SearchTracker(recipe.tracking.uri, recipe.experiment)  # creates the store first
+    resumed = tracker.find_unfinished() if resume else None  # fail fast: nothing to resume
     owns_ray = not ray.is_initialized()
     if owns_ray:  # before the baseline: a remote target measures it through Ray
         _init_ray(ray_address)
     try:
-        return _search(recipe, tracker, started, verbose, resume)
+        return _search(recipe, tracker, started, verbose, resumed)
     finally:
         if owns_ray:
             ray.shutdown()
 
 
 def _search(recipe: Recipe, tracker: SearchTracker, started: float, verbose: int,
-            resume: bool) -> SearchSummary:
+            resumed: tuple[str, str, dict[str, float]] | None) -> SearchSummary:
     check_tracking_for_cluster(tracker.uri)
     ctx, baseline, space = prepare(recipe)
-    if resume:
-        parent_id, tune_path, baseline = tracker.find_unfinished()
+    if resumed:
+        parent_id, tune_path, baseline = resumed
         tracker.resume_search(parent_id)
     else:
         tracker.start_search(
