@@ -80,6 +80,12 @@ def trace_costs(model: nn.Module, example_inputs: Any, activation_bits: int = 32
              or hasattr(m, "macs_per_sample")]
     hooks += [m.register_forward_hook(live) for m in model.modules()
               if not list(m.children())]
+    hooked_forward(model, example_inputs, hooks)
+    return TracedCosts(int(macs), int(bops), int(peak))
+
+
+def hooked_forward(model: nn.Module, example_inputs: Any, hooks: list) -> None:
+    """One eval-mode, no-grad forward that fires ``hooks``; then removes them, restores the mode."""
     was_training = model.training
     try:
         model.eval()
@@ -89,7 +95,6 @@ def trace_costs(model: nn.Module, example_inputs: Any, activation_bits: int = 32
         model.train(was_training)
         for h in hooks:
             h.remove()
-    return TracedCosts(int(macs), int(bops), int(peak))
 
 
 def count_macs(model: nn.Module, example_inputs: Any) -> int:

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from autocompress.export import size_breakdown, to_bytes
-from autocompress.hardware.analytic import module_macs
+from autocompress.hardware.analytic import hooked_forward, module_macs
 from autocompress.hardware.cpu import torch_threads
 from autocompress.hardware.measurement import Measurement
 from autocompress.hardware.profilers import (
@@ -180,14 +180,8 @@ def _layer_macs(model: nn.Module, sample: torch.Tensor,
     def counted(module, inputs, output):
         macs[names.get(id(module), OTHER)] += module_macs(module, output)
 
-    hooks = [m.register_forward_hook(counted) for m in model.modules()
-             if isinstance(m, _COUNTED) or hasattr(m, "macs_per_sample")]
-    try:
-        with _eval(model), torch.no_grad():
-            model(sample)
-    finally:
-        for h in hooks:
-            h.remove()
+    hooked_forward(model, sample, [m.register_forward_hook(counted) for m in model.modules()
+                                   if isinstance(m, _COUNTED) or hasattr(m, "macs_per_sample")])
     return dict(macs)
 
 

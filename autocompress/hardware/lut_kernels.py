@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from autocompress.errors import PlanError
+from autocompress.hardware.analytic import hooked_forward
 from autocompress.methods import CompressionPlan, find_output_layers, get_method
 from autocompress.methods.base import PRUNE, ApplyContext, MethodConfig
 from autocompress.methods.compact import (
@@ -206,15 +207,7 @@ def trace(model: nn.Module, example: Any) -> Trace:
         hooks.append(module.register_forward_pre_hook(on_call))
         if not any(True for _ in module.children()):
             hooks.append(module.register_forward_hook(on_leaf(name)))
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(*(example if isinstance(example, tuple) else (example,)))
-    finally:
-        model.train(was_training)
-        for h in hooks:
-            h.remove()
+    hooked_forward(model, example, hooks)
     return Trace(tuple(layers), calls)
 
 
