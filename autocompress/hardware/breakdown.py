@@ -44,6 +44,7 @@ from autocompress.export import size_breakdown, to_bytes
 from autocompress.hardware.analytic import hooked_forward, module_macs
 from autocompress.hardware.cpu import torch_threads
 from autocompress.hardware.measurement import Measurement
+from autocompress.hardware.onnxruntime import session as ort_session
 from autocompress.hardware.profilers import (
     BaseProfiler,
     CudaProfiler,
@@ -318,23 +319,12 @@ def _onnxruntime_runs(model: nn.Module, example: torch.Tensor,
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         export_onnx(model, example, path, int8=profiler.int8, calibration=profiler.calibration)
-        session = _profiling_session(path, profiler.threads, Path(tmp) / "trace")
+        session = ort_session(path, profiler.threads, profile_prefix=Path(tmp) / "trace")
         feed = {session.get_inputs()[0].name: example.detach().numpy()}
         stats = repeat_until_stable(lambda: session.run(None, feed), profiler.protocol)
         events = json.loads(Path(session.end_profiling()).read_text())
         resolver = _NodeModules(onnx.load(str(path)).graph, names)
     return _trace_runs(events, resolver)[-int(stats["runs"]):]
-
-
-def _profiling_session(path: Path, threads: int, prefix: Path):
-    """A session configured like :func:`autocompress.hardware.onnxruntime.session`, profiling."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.enable_profiling, options.profile_file_prefix = True, str(prefix)
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def _trace_runs(events: list[dict[str, Any]], resolver: _NodeModules) -> list[Run]:

@@ -8,14 +8,21 @@ import numpy as np
 import torch
 
 
-def session(path: str | os.PathLike, threads: int = 1):
-    """An ONNX Runtime CPU session with ``threads`` intra-op threads and full optimisation."""
+def session(path: str | os.PathLike, threads: int = 1,
+            profile_prefix: str | os.PathLike | None = None):
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads and full optimisation.
+
+    With ``profile_prefix``, ONNX Runtime's own profiler records every kernel to a JSON trace
+    there (``session.end_profiling()`` returns its path).
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if profile_prefix is not None:
+        options.enable_profiling, options.profile_file_prefix = True, str(profile_prefix)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
