@@ -402,27 +402,11 @@ def _train_worker(config: dict[str, Any]) -> None:
 
 def _module(job: _Job):
     """``fine_tune``'s DistillationModule with its feature and sparsity terms, and a closer."""
-    from autocompress.methods.feature_distillation import FeatureDistiller
-    from autocompress.methods.regularizers import SparsityRegularizer
-    from autocompress.training.module import DistillationModule
+    from autocompress.training.module import build_module
 
-    student, teacher = job.student.train(), job.teacher
-    features = regularizer = None
-    if teacher is not None and (job.attention is not None or job.hint is not None):
-        features = FeatureDistiller(student, teacher, attention=job.attention, hint=job.hint,
-                                    example_inputs=job.splits.train.tensors[0][:2])
-    if job.sparsity is not None and not job.sparsity.is_identity():
-        regularizer = SparsityRegularizer(student, job.sparsity, exclude=job.output_layers)
-    module = DistillationModule(student, teacher, job.distillation, job.training, features,
-                                regularizer)
-
-    def close() -> None:
-        if features is not None:
-            features.close()
-        if regularizer is not None:
-            regularizer.close(fold=job.sparsity.kind == "l0")
-
-    return module, close
+    return build_module(job.student, job.teacher, job.splits, job.training,
+                        distillation=job.distillation, attention=job.attention, hint=job.hint,
+                        sparsity=job.sparsity, output_layers=job.output_layers)
 
 
 def _epoch_callback(job: _Job):

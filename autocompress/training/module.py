@@ -104,15 +104,9 @@ def fine_tune(
     for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     pl.seed_everything(seed, workers=False, verbose=False)
-    student.train()  # students are copies of an eval-mode teacher; Lightning keeps modes as found
-    features = regularizer = None
-    if teacher is not None and (attention is not None or hint is not None):
-        features = FeatureDistiller(student, teacher, attention=attention, hint=hint,
-                                    example_inputs=splits.train.tensors[0][:2])
-    if sparsity is not None and not sparsity.is_identity():
-        _check_gateable(student, sparsity, output_layers)
-        regularizer = SparsityRegularizer(student, sparsity, exclude=output_layers)
-    module = DistillationModule(student, teacher, distillation, training, features, regularizer)
+    module, close = build_module(student, teacher, splits, training, distillation=distillation,
+                                 attention=attention, hint=hint, sparsity=sparsity,
+                                 output_layers=output_layers)
     trainer = pl.Trainer(
         max_epochs=epochs or training.epochs,
         accelerator="cpu",
@@ -132,11 +126,36 @@ def fine_tune(
             loader(splits.val, 256),
         )
     finally:
+        close()
+    return student.eval()
+
+
+def build_module(student: nn.Module, teacher: nn.Module | None, splits: DatasetSplits,
+                 training: TrainingConfig, *, distillation: DistillConfig | None,
+                 attention: AttentionTransferConfig | None = None,
+                 hint: HintConfig | None = None, sparsity: SparsityConfig | None = None,
+                 output_layers: Iterable[str] = ()):
+    """The DistillationModule with its feature and sparsity terms, and the closer of its hooks.
+
+    Shared by the single-process and the distributed (Ray Train) fine-tuning paths.
+    """
+    student.train()  # students are copies of an eval-mode teacher; Lightning keeps modes as found
+    features = regularizer = None
+    if teacher is not None and (attention is not None or hint is not None):
+        features = FeatureDistiller(student, teacher, attention=attention, hint=hint,
+                                    example_inputs=splits.train.tensors[0][:2])
+    if sparsity is not None and not sparsity.is_identity():
+        _check_gateable(student, sparsity, output_layers)
+        regularizer = SparsityRegularizer(student, sparsity, exclude=output_layers)
+    module = DistillationModule(student, teacher, distillation, training, features, regularizer)
+
+    def close() -> None:
         if features is not None:
             features.close()
         if regularizer is not None:
             regularizer.close(fold=sparsity.kind == "l0")
-    return student.eval()
+
+    return module, close
 
 
 def _check_gateable(student: nn.Module, sparsity: SparsityConfig, exclude: Iterable[str]):
