@@ -61,6 +61,10 @@ class HardwareConfig:
     min_repeats: int = 10
     max_seconds: float = 2.0
     target_spread: float = 0.05
+    # time on a quiet node: timings wait (at most quiet_timeout_s) for the node's training
+    # batches and candidate builds in flight, and pause new ones (hardware/quiet.py)
+    quiet: bool = True
+    quiet_timeout_s: float = 30.0
     int8: bool = False  # cpu-onnxruntime: time the int8 QDQ graph
     # measure on the Ray node carrying this custom resource (e.g. "target:cpu-onnxruntime"),
     # through the remote profiler, instead of where the trial runs
@@ -73,6 +77,8 @@ class HardwareConfig:
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self):
+        if self.quiet_timeout_s < 0:
+            raise invalid("hardware.quiet_timeout_s", self.quiet_timeout_s, "a number >= 0")
         if self.reject_margin < 0:
             raise invalid("hardware.reject_margin", self.reject_margin, "a number >= 0")
         for name, spec in self.targets.items():
@@ -87,7 +93,8 @@ class HardwareConfig:
         """The measurement protocol every target of this recipe uses."""
         return Protocol(warmup=self.warmup, min_runs=min(self.min_repeats, self.repeats),
                         max_runs=self.repeats, max_seconds=self.max_seconds,
-                        target_spread=self.target_spread)
+                        target_spread=self.target_spread,
+                        quiet_timeout_s=self.quiet_timeout_s if self.quiet else 0.0)
 
     def profiler(self, name: str | None = None):
         """The profiler of the default target, or of the named one, with this protocol.

@@ -37,6 +37,8 @@ class Measurement:
         threads: Intra-op threads used.
         runtime: Runtime and its version, e.g. ``torch 2.13.0+cpu``.
         noisy: The timings' spread stayed above the protocol's noise threshold.
+        quiet: The node's other compute work (training batches, candidate builds) was paused
+            while timing (:mod:`autocompress.hardware.quiet`).
         cached: Served from the profiler's cache (an identical model was measured before).
         node: The Ray node id the timing ran on ("" when not run through Ray).
         target: The registered target name that produced the measurement.
@@ -56,6 +58,7 @@ class Measurement:
     threads: int = 1
     runtime: str = ""
     noisy: bool = False
+    quiet: bool = False
     cached: bool = False
     node: str = ""
     target: str = ""

@@ -33,6 +33,7 @@ from autocompress.export import to_bytes
 from autocompress.hardware.analytic import count_params, trace_costs, weight_bytes
 from autocompress.hardware.cpu import summarize, torch_threads
 from autocompress.hardware.measurement import Measurement, current_node
+from autocompress.hardware.quiet import quiet_node
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Protocol:
     max_seconds: float = 2.0
     target_spread: float = 0.05
     noisy_spread: float = 0.25
+    quiet_timeout_s: float = 30.0
 
 
 class BaseProfiler(abc.ABC):
@@ -90,8 +92,15 @@ class BaseProfiler(abc.ABC):
 
     activation_bits: int = 32  # the runtime's activation precision (bit operations)
 
+    @property
+    def timed(self) -> bool:
+        """Whether this target times runs (False for counted costs only)."""
+        return type(self).time_runs is not BaseProfiler.time_runs
+
     def _measure(self, model: nn.Module, example: torch.Tensor, size: int) -> Measurement:
-        timing = self.time_runs(model, example)
+        wait = self.protocol.quiet_timeout_s if self.timed else 0.0
+        with quiet_node().timing(wait) as quiet:
+            timing = self.time_runs(model, example)
         per_sample = trace_costs(model, example[:1], self.activation_bits)
         batch = trace_costs(model, example, self.activation_bits)
         weights = weight_bytes(model)
@@ -103,6 +112,7 @@ class BaseProfiler(abc.ABC):
             latency_spread=timing.get("latency_spread"), runs=int(timing.get("runs", 0)),
             batch_size=int(example.shape[0]), threads=self.threads, runtime=self.runtime,
             noisy=bool(timing and timing["latency_spread"] > self.protocol.noisy_spread),
+            quiet=quiet,
         )
 
     def time_runs(self, model: nn.Module, example: torch.Tensor) -> dict[str, float]:

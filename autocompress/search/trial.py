@@ -24,6 +24,7 @@ from autocompress.export import load_compressed, save_compressed
 from autocompress.hardware import Budget, is_feasible, violations
 from autocompress.hardware.budget import TARGETED, metric_key
 from autocompress.hardware.measurement import current_node
+from autocompress.hardware.quiet import quiet_node
 from autocompress.methods import CompressionPlan, apply_plan
 from autocompress.recipe import Recipe
 from autocompress.space import BoundSpace
@@ -138,8 +139,9 @@ def _run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> No
         if predicted is None:
             return  # rejected on its predicted latency: never built
     calibration = _calibration(splits, recipe.training.calibration_samples)
-    student = apply_plan(teacher, plan, splits.val.tensors[0][:1], ctx.output_layers,
-                         calibration)
+    with quiet_node().work():  # building can be heavy (k-means, least squares, Hessians)
+        student = apply_plan(teacher, plan, splits.val.tensors[0][:1], ctx.output_layers,
+                             calibration)
     extra = {"plan": plan.to_dict(), "recipe": recipe.name}  # stored in the artifact
     costs, nodes = measure_on_targets(student, splits, recipe, extra, ctx.budgets)
     constraints = violations(ctx.budgets, {**costs, "accuracy": 1.0})
@@ -149,7 +151,8 @@ def _run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> No
         base.update(latency_predicted_ms=predicted,
                     latency_prediction_error=predicted / costs["latency_ms"] - 1)
     if not is_feasible(constraints):
-        accuracy = evaluate(student, splits.val)  # cheap, and tells what was given up
+        with quiet_node().work():
+            accuracy = evaluate(student, splits.val)  # cheap, and tells what was given up
         report({**base, "accuracy": accuracy, "epochs_trained": 0, "final": 1.0,
                 "status": "infeasible"}, None)
         return
@@ -157,7 +160,8 @@ def _run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> No
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / ARTIFACT_NAME
         size = save_compressed(student, path, extra=extra)  # coded sizes depend on the values
-        accuracy = evaluate(load_compressed(path), splits.val)  # the artifact's, as users get it
+        with quiet_node().work():  # the artifact's accuracy, as users get it
+            accuracy = evaluate(load_compressed(path), splits.val)
         final = {**costs, "size_bytes": float(size), "size_kb": size / 1024, "accuracy": accuracy}
         constraints = violations(ctx.budgets, final)
         report({**base, **final, "constraints": constraints,
@@ -217,7 +221,8 @@ def _fine_tune(student, teacher, splits, plan: CompressionPlan, ctx: SearchConte
             accuracy = float(trainer.callback_metrics["val_accuracy"])
             report(epoch_result(base, accuracy, trainer.current_epoch + 1), None)
 
-    fine_tune(student, teacher, splits, t, callbacks=[EpochReport()], **options)
+    fine_tune(student, teacher, splits, t, callbacks=[EpochReport()],
+              quiet=recipe.hardware.quiet, **options)
 
 
 def _calibration(splits: DatasetSplits, samples: int):

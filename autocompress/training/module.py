@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 
 from autocompress.errors import PlanError
+from autocompress.hardware.quiet import quiet_node
 from autocompress.methods import DistillConfig, distillation_loss
 from autocompress.methods.feature_distillation import (
     AttentionTransferConfig,
@@ -89,6 +91,7 @@ def fine_tune(
     epochs: int | None = None,
     callbacks: Sequence[pl.Callback] = (),
     seed: int = 0,
+    quiet: bool = True,
     attention: AttentionTransferConfig | None = None,
     hint: HintConfig | None = None,
     sparsity: SparsityConfig | None = None,
@@ -99,7 +102,8 @@ def fine_tune(
     Besides softened-softmax distillation, ``attention`` / ``hint`` add feature losses against
     the teacher and ``sparsity`` adds an l1 or relaxed-l0 penalty; l0 gates are folded into the
     weights at the end (closed channels become exactly zero). ``output_layers`` are never
-    regularised.
+    regularised. With ``quiet`` every training and validation batch holds this node shared,
+    so latency timings on the node wait for it (:mod:`autocompress.hardware.quiet`).
     """
     for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -117,7 +121,7 @@ def fine_tune(
         enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_train_batches=training.limit_train_batches,
-        callbacks=list(callbacks),
+        callbacks=[*callbacks, *([QuietBatches()] if quiet else [])],
     )
     try:
         trainer.fit(
@@ -128,6 +132,31 @@ def fine_tune(
     finally:
         close()
     return student.eval()
+
+
+class QuietBatches(pl.Callback):
+    """Hold the node shared during each batch, so latency timings on it wait for quiet."""
+
+    def __init__(self) -> None:
+        self._held: contextlib.ExitStack | None = None
+
+    def _enter(self) -> None:
+        self._exit()
+        self._held = contextlib.ExitStack()
+        self._held.enter_context(quiet_node().work())
+
+    def _exit(self, *_: object, **__: object) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            held.close()
+
+    def on_train_batch_start(self, *_: object, **__: object) -> None:  # noqa: D102
+        self._enter()
+
+    def on_validation_batch_start(self, *_: object, **__: object) -> None:  # noqa: D102
+        self._enter()
+
+    on_train_batch_end = on_validation_batch_end = on_exception = teardown = _exit
 
 
 def build_module(student: nn.Module, teacher: nn.Module | None, splits: DatasetSplits,
