@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from autocompress.errors import ConfigError, invalid
+from autocompress.errors import ConfigError, invalid, unknown_key
 
 T = TypeVar("T")
 
@@ -46,10 +46,7 @@ def build(cls: type[T], raw: Any, where: str) -> T:
     if not isinstance(raw, Mapping):
         raise invalid(where, raw, "a mapping with keys " + ", ".join(_names(cls)))
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise invalid(f"{where}.{unknown[0]}" if where else unknown[0], raw[unknown[0]],
-                      "keys " + ", ".join(_names(cls)))
+    check_keys(cls, raw, where)
     hints = typing.get_type_hints(cls)
     values = {}
     for name, value in raw.items():
@@ -74,8 +71,18 @@ def _relocate(exc: ConfigError, where: str) -> ConfigError:
     return ConfigError(f"{where}: {message}")
 
 
+def check_keys(cls: type, raw: Mapping, where: str) -> None:
+    """Refuse the first key of ``raw`` that is not a field of ``cls``, suggesting a near one."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if not unknown:
+        return
+    raise unknown_key(f"{where}.{unknown[0]}" if where else str(unknown[0]), _names(cls))
+
+
 def _names(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
+    """The user-facing fields (``internal`` ones, set by the loader, are left out)."""
+    return [f.name for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
 
 
 def _convert(value: Any, hint: Any, where: str) -> Any:

@@ -35,3 +35,21 @@ def invalid(field: str, value: object, allowed: str | Iterable[object]) -> Confi
     if not isinstance(allowed, str):
         allowed = "one of " + ", ".join(repr(a) for a in allowed)
     return ConfigError(f"{field}: invalid value {value!r}; allowed: {allowed}")
+
+
+def unknown_key(field: str, allowed: Iterable[str]) -> ConfigError:
+    """Build a ConfigError for an unknown key, suggesting the nearest allowed one.
+
+    Args:
+        field: Dotted path of the unknown key, e.g. ``search.trialz``.
+        allowed: The keys allowed at that place.
+
+    Returns:
+        The error, for the caller to raise.
+    """
+    import difflib
+
+    allowed = list(allowed)
+    near = difflib.get_close_matches(field.rsplit(".", 1)[-1], allowed, n=1)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    return ConfigError(f"{field}: unknown key; {hint}allowed keys: {', '.join(allowed)}")

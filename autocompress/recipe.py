@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autocompress.config import build, check_choices, choice, load_yaml, to_dict
+from autocompress.config import build, check_choices, check_keys, choice, load_yaml, to_dict
 from autocompress.errors import ConfigError, invalid
 from autocompress.hardware.budget import TARGETED, Budget, parse_budgets
 from autocompress.hardware.profilers import PROFILERS, Protocol, get_profiler
@@ -190,7 +190,7 @@ class Recipe:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    base_dir: str = "."
+    base_dir: str = field(default=".", metadata={"internal": True})  # the recipe's folder
 
     def __post_init__(self):
         for budget in parse_budgets(self.budgets):  # fail early on a bad expression or target
@@ -233,6 +233,7 @@ class Recipe:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Recipe:
         """Validate a recipe given as a dict."""
+        check_keys(cls, raw, "")
         for required in ("model", "data", "space"):
             if required not in raw:
                 raise ConfigError(f"recipe: missing required key {required!r}")

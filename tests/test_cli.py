@@ -23,7 +23,7 @@ def write_recipe(tmp_path, text):
 @pytest.mark.parametrize(
     ("extra", "args", "message"),
     [
-        ("colour: blue\n", (), "colour: invalid value 'blue'; allowed: keys name, model"),
+        ("colour: blue\n", (), "colour: unknown key; allowed keys: name, model"),
         ("", ("--budget", "size<60"), "budget 'size<60': cannot parse"),
         ("", ("--budget", "speed<=3"), "unknown metric 'speed'; allowed: latency_ms"),
         ("", ("--sampler", "cmaes"),

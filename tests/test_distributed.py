@@ -37,7 +37,7 @@ ZERO2 = {"zero_optimization": {"stage": 2, "overlap_comm": True}}
     ({"deepspeed": ZERO2}, "distributed.deepspeed: given, but strategy is 'ddp'"),
     ({"strategy": "deepspeed"}, "'deepspeed' runs on CUDA GPUs only"),
     ({"worker_resource": ""}, "distributed.worker_resource: invalid value ''"),
-    ({"bogus": 1}, "distributed.bogus: invalid value 1; allowed: keys workers, strategy"),
+    ({"bogus": 1}, "distributed.bogus: unknown key; allowed keys: workers, strategy"),
 ])
 def test_config_errors_name_the_field_the_value_and_what_is_allowed(raw, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

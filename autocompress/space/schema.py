@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from autocompress.config import load_yaml
-from autocompress.errors import invalid
+from autocompress.errors import invalid, unknown_key
 from autocompress.methods import get_method
 from autocompress.methods.base import FACTORIZE, PRUNE, QUANTIZE, SPARSIFY
 from autocompress.methods.plan import TRAINING
@@ -83,7 +83,7 @@ class SearchSpace:
 def _no_unknown(raw: dict, allowed: set[str], where: str) -> None:
     unknown = sorted(set(raw) - allowed)
     if unknown:
-        raise invalid(f"{where}.{unknown[0]}", raw[unknown[0]], f"keys {sorted(allowed)}")
+        raise unknown_key(f"{where}.{unknown[0]}", sorted(allowed))
 
 
 def _parse_rule(raw: Any, where: str) -> Rule:
