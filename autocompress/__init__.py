@@ -4,7 +4,7 @@ The top-level package is light: it never imports Ray, MLflow or Lightning.
 """
 
 from autocompress.errors import ArtifactError, AutocompressError, ConfigError, PlanError
-from autocompress.export import load_compressed, save_compressed
+from autocompress.export import deployable, load_compressed, save_compressed
 from autocompress.hardware import Budget, Measurement, profile
 from autocompress.methods import CompressionPlan, apply_plan
 from autocompress.recipe import Recipe
@@ -24,6 +24,7 @@ __all__ = [
     "SearchSpace",
     "apply_plan",
     "bind",
+    "deployable",
     "load_compressed",
     "profile",
     "save_compressed",

@@ -65,6 +65,9 @@ class HardwareConfig:
     # batches and candidate builds in flight, and pause new ones (hardware/quiet.py)
     quiet: bool = True
     quiet_timeout_s: float = 30.0
+    # time each candidate paired with the baseline (runs alternating) and anchor its latency to
+    # the baseline's: latency_ms = (candidate / baseline, same time window) x baseline latency
+    paired: bool = True
     int8: bool = False  # cpu-onnxruntime: time the int8 QDQ graph
     # measure on the Ray node carrying this custom resource (e.g. "target:cpu-onnxruntime"),
     # through the remote profiler, instead of where the trial runs

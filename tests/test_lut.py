@@ -113,7 +113,12 @@ def test_an_exported_runtime_keys_compressed_layers_by_their_dense_kernels(mlp):
     assert [k.op for _, k in kernels] == ["torch.nn.modules.flatten.Flatten", "hashed_linear",
                                           "torch.nn.modules.activation.ReLU", "circulant_linear"]
     assert [lut.key(k).split("|")[0] for _, k in kernels][1::2] == ["linear", "linear"]
-    assert table().key(kernels[1][1]).startswith("hashed_linear|")  # eager runs it hashed
+    eager = table()  # eager PyTorch runs the deployed model: hashed dense, circulant by FFT
+    assert [eager.key(k).split("|")[0] for _, k in kernels][1::2] == ["linear",
+                                                                       "circulant_linear"]
+    compressed = eager.predict_plan(model, plan, x)
+    assert [p.key for p in compressed.parts if p.kind == "layer"][1].startswith(
+        "linear|1x16:torch.float32|bias=True,in=16,out=32|b32|s0.00")
 
 
 # --- kernels of a plan, without building it -----------------------------------------------------

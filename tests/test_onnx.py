@@ -35,6 +35,37 @@ def test_deployable_copy_is_plain_and_computes_the_same(compressed):
         torch.testing.assert_close(plain(x), model(x), atol=1e-5, rtol=1e-4)
 
 
+def test_deployable_keeps_circulant_layers_unless_asked_and_never_modifies(compressed):
+    torch.manual_seed(0)
+    model = build_model("digits_cnn", width=8).eval()
+    x = torch.randn(4, 1, 8, 8)
+    plan = CompressionPlan.from_dict({"layers": {"classifier.1": {"circulant": {"block": 8}}}})
+    circ = apply_plan(model, plan, x[:1]).eval()
+    before = {type(m).__name__ for m in circ.modules()}
+    kept = {type(m).__name__ for m in deployable(circ, dense_circulant=False).modules()}
+    dense = {type(m).__name__ for m in deployable(circ).modules()}
+    assert "CirculantLinear" in before and "CirculantLinear" in kept
+    assert "CirculantLinear" not in dense
+    assert {type(m).__name__ for m in circ.modules()} == before
+    with torch.no_grad():
+        torch.testing.assert_close(deployable(circ)(x), circ(x), atol=1e-5, rtol=1e-4)
+
+
+def test_eager_targets_time_the_deployed_model(compressed, monkeypatch):
+    from autocompress.hardware.profilers import get_profiler
+    from autocompress.methods.layers import CompressedConv2d, CompressedLinear
+
+    model, x = compressed
+
+    def not_deployed(*_):
+        raise AssertionError("timed a compressed layer as-is, not the deployed model")
+
+    monkeypatch.setattr(CompressedLinear, "forward", not_deployed)
+    monkeypatch.setattr(CompressedConv2d, "forward", not_deployed)
+    with get_profiler("cpu-torch").runner(model, x[:1]) as run:
+        run()
+
+
 def test_float_onnx_reproduces_the_model(compressed, tmp_path):
     model, x = compressed
     size = export_onnx(model, x[:1], tmp_path / "f.onnx")

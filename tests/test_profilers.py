@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from autocompress.errors import ConfigError
-from autocompress.hardware.profilers import PROFILERS, Protocol, get_profiler
+from autocompress.hardware.measurement import Measurement
+from autocompress.hardware.profilers import (
+    PROFILERS,
+    Protocol,
+    get_profiler,
+    repeat_paired,
+    repeat_until_stable,
+)
 from autocompress.methods import CompressionPlan, apply_plan
 from autocompress.zoo import build_model
 
@@ -46,6 +53,49 @@ def test_contract(name, model_and_input):
     reference = get_profiler("analytic").measure(model, x)
     assert (m.params, m.macs, m.size_bytes) == (reference.params, reference.macs,
                                                  reference.size_bytes)
+
+
+@pytest.mark.parametrize("name", sorted(PROFILERS))
+def test_paired_timing_carries_the_reference_from_the_same_window(name, model_and_input):
+    profiler = available(name)
+    model, x = model_and_input
+    big = build_model("digits_cnn", width=32).eval()
+    m = profiler.measure(model, x, reference=big)
+    if name == "analytic":
+        assert m.reference_latency_ms is None  # nothing timed, nothing paired
+        return
+    assert 0 < m.reference_latency_ms <= m.reference_latency_p90_ms
+    assert m.latency_ms < m.reference_latency_ms  # 8 vs 32 channels: about 11x fewer MACs
+    assert profiler.measure(model, x, reference=big).cached
+    unpaired = profiler.measure(model, x)  # another measurement, not the paired one
+    assert unpaired.reference_latency_ms is None
+
+
+def test_paired_runs_alternate_one_by_one():
+    calls = []
+    protocol = Protocol(warmup=2, min_runs=4, max_runs=6, max_seconds=0.0)
+    run, ref = lambda: calls.append("a"), lambda: calls.append("b")
+    timing, ref_timing = repeat_paired(run, ref, protocol)
+    assert calls == ["a", "b"] * (2 + 4)  # warm-up pairs, then min_runs pairs (deadline passed)
+    assert timing["runs"] == ref_timing["runs"] == 4
+
+
+def test_device_times_returned_by_a_run_are_used():
+    timing = repeat_until_stable(lambda: 7.0, Protocol(warmup=0, min_runs=3, max_runs=3))
+    assert timing["latency_ms"] == 7.0 and timing["latency_spread"] == 0.0
+
+
+def test_anchored_latency_is_the_paired_ratio_times_the_baseline():
+    m = Measurement(params=1, macs=1, weight_bytes=1, size_bytes=1, latency_ms=2.0,
+                    latency_p90_ms=3.0, reference_latency_ms=4.0, reference_latency_p90_ms=5.0)
+    out = m.anchored(baseline_ms=10.0, baseline_p90_ms=20.0)
+    assert out["latency_ratio"] == 0.5 and out["latency_ms"] == 5.0
+    assert out["latency_measured_ms"] == 2.0
+    assert out["latency_p90_ms"] == pytest.approx(3.0 / 5.0 * 20.0)
+    assert out["latency_measured_p90_ms"] == 3.0
+    unpaired = Measurement(params=1, macs=1, weight_bytes=1, size_bytes=1, latency_ms=2.0)
+    assert unpaired.anchored(10.0) == unpaired.metrics()  # nothing to anchor
+    assert m.anchored(None)["latency_ms"] == 2.0  # no baseline latency: raw
 
 
 def test_a_changed_model_is_measured_again(model_and_input):

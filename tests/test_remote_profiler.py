@@ -53,6 +53,10 @@ def test_measures_on_the_node_with_the_resource(cluster):
     reference = get_profiler("analytic").measure(model, x)  # counted costs: same everywhere
     assert (m.params, m.macs, m.size_bytes) == (reference.params, reference.macs,
                                                  reference.size_bytes)
+    big = build_model("digits_cnn", width=32).eval()
+    paired = RemoteProfiler("cpu-onnxruntime", protocol=FAST).measure(model, x, reference=big)
+    assert paired.node == cluster.node_ids["profiler"]  # both timed there, runs alternating
+    assert 0 < paired.latency_ms < paired.reference_latency_ms
 
 
 @pytest.mark.slow

@@ -69,6 +69,10 @@ def test_feasible_candidate_reports_each_epoch_then_its_artifact(prepared, tmp_p
     assert [m["final"] for m, _ in reports] == [0.0, 0.0, 1.0]
     final, artifact = reports[-1]
     assert final["feasible"] == 1.0 and final["constraints"][0] <= 0
+    # timed paired with the baseline, anchored to the baseline's recorded latency
+    assert final["latency_ms"] == pytest.approx(final["latency_ratio"] * baseline["latency_ms"])
+    assert final["latency_ratio"] == pytest.approx(
+        final["latency_measured_ms"] / final["reference_latency_ms"])
     assert final["size_kb"] < baseline["size_kb"] / 8
     assert final["params"] < baseline["params"]
     # The reported accuracy is the artifact's, as a user gets it back.

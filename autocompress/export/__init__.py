@@ -8,6 +8,7 @@ from autocompress.export.artifact import (
     size_breakdown,
     to_bytes,
 )
+from autocompress.export.deploy import deployable
 
-__all__ = ["load_compressed", "model_ref", "read_spec", "save_compressed", "size_breakdown",
-           "to_bytes"]
+__all__ = ["deployable", "load_compressed", "model_ref", "read_spec", "save_compressed",
+           "size_breakdown", "to_bytes"]

@@ -9,7 +9,6 @@ Runtime runs integer kernels: this is where quantization shows up in measured la
 
 from __future__ import annotations
 
-import copy
 import os
 import tempfile
 import warnings
@@ -18,41 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from autocompress.methods.layers import COMPRESSED
+from autocompress.export.deploy import deployable  # noqa: F401  (re-exported here too)
 
 INPUT, OUTPUT = "input", "logits"
-
-
-def deployable(model: nn.Module) -> nn.Module:
-    """A plain-PyTorch copy of ``model`` computing the same function (eval mode)."""
-    model = copy.deepcopy(model).eval()
-    for name, module in list(model.named_modules()):
-        plain = _materialise(module)
-        if plain is not None and name:
-            model.set_submodule(name, plain)
-    return model
-
-
-def _materialise(module: nn.Module) -> nn.Module | None:
-    with torch.no_grad():
-        if isinstance(module, COMPRESSED):
-            weight = module.effective_weight().detach()
-        elif hasattr(module, "virtual_weight"):  # hashed
-            weight = module.virtual_weight().detach()
-        elif hasattr(module, "dense_weight"):  # circulant: dense for portability
-            weight = module.dense_weight().detach()
-        else:
-            return None
-        if isinstance(module, nn.Conv2d):
-            plain = nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size,
-                              module.stride, module.padding, module.dilation, module.groups,
-                              module.bias is not None, module.padding_mode)
-        else:
-            plain = nn.Linear(weight.shape[1], weight.shape[0], module.bias is not None)
-        plain.weight.copy_(weight)
-        if module.bias is not None:
-            plain.bias.copy_(module.bias)
-    return plain.eval()
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: str | os.PathLike, *,

@@ -22,7 +22,6 @@ Every number is measured or counted on the real thing:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import re
@@ -31,8 +30,6 @@ import tempfile
 import time
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from autocompress.export import size_breakdown, to_bytes
+from autocompress.export import deployable, size_breakdown, to_bytes
 from autocompress.hardware.analytic import hooked_forward, module_macs
 from autocompress.hardware.cpu import torch_threads
 from autocompress.hardware.measurement import Measurement
@@ -194,27 +191,18 @@ def _layer_bytes(artifact: bytes, leaves: dict[str, nn.Module]) -> dict[str, int
     return dict(sizes)
 
 
-@contextmanager
-def _eval(model: nn.Module) -> Iterator[nn.Module]:
-    """The model in eval mode, its previous mode restored afterwards."""
-    training = model.training
-    try:
-        yield model.eval()
-    finally:
-        model.train(training)
-
-
 # --- timing ----------------------------------------------------------------------------------
 
 
 def _layer_times(model, example, profiler, leaves: set[str]):
     """(median ms per row name or None, method, runs) on the profiler's target."""
-    if isinstance(profiler, TorchCPUProfiler):
-        with torch_threads(profiler.threads), _eval(model):
-            runs = _hooked_runs(model, example, profiler, cuda=False)
+    if isinstance(profiler, TorchCPUProfiler):  # the deployed model, as the profiler times it
+        with torch_threads(profiler.threads):
+            deployed = deployable(model, dense_circulant=False)
+            runs = _hooked_runs(deployed, example, profiler, cuda=False)
         return _medians(runs, OTHER), "forward hooks, time.perf_counter", len(runs)
     if isinstance(profiler, CudaProfiler):
-        gpu = copy.deepcopy(model).to("cuda").eval()
+        gpu = deployable(model, dense_circulant=False).to("cuda")
         runs = _hooked_runs(gpu, example.to("cuda"), profiler, cuda=True)
         return _medians(runs, OTHER), "forward hooks, CUDA events", len(runs)
     if isinstance(profiler, OnnxRuntimeCPUProfiler):

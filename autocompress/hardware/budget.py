@@ -21,7 +21,9 @@ METRICS = {
     "accuracy": ">=",
 }
 # metrics that depend on the device they are measured on (the others describe the model)
-TARGETED = frozenset({"latency_ms", "latency_p90_ms", "latency_spread", "noisy"})
+TARGETED = frozenset({"latency_ms", "latency_p90_ms", "latency_spread", "noisy", "quiet",
+                      "latency_measured_ms", "latency_measured_p90_ms", "latency_ratio",
+                      "reference_latency_ms", "reference_latency_p90_ms"})
 _PATTERN = re.compile(
     r"^\s*([a-z_][a-z0-9_]*)\s*(<=|>=)\s*([^@\s]+)\s*(?:@\s*([A-Za-z0-9_.:-]+))?\s*$")
 SYNTAX = "METRIC<=LIMIT[@TARGET] (or accuracy>=LIMIT), e.g. latency_ms<=2 or size_kb<=60"

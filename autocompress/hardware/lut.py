@@ -33,7 +33,7 @@ import json
 import os
 import platform
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from autocompress.errors import ConfigError, invalid
+from autocompress.export.deploy import deploy_layer
 from autocompress.hardware.lut_kernels import (
     CALL,
     EMPTY,
@@ -123,14 +124,12 @@ class LatencyTable:
     def key(self, kernel: Kernel) -> str:
         """The table key of ``kernel`` on this runtime.
 
-        An exported graph runs compressed, hashed and circulant layers as the dense layers the
-        exporter materialises; eager PyTorch runs a compressed layer's cached effective weight,
-        whose cost does not depend on how many weights are zero (the ``sparse`` flag stays).
-        Both runtimes use dense kernels: a sparse-kernel runtime would keep the sparsity.
+        Both runtimes run the deployed model (``autocompress.export.deploy``): compressed and
+        hashed layers as the dense layers they decode to (circulant ones too in an exported
+        graph; eager PyTorch keeps their FFT form). Dense kernels do not depend on how many
+        weights are zero: a sparse-kernel runtime would keep the sparsity.
         """
-        if self.exported:
-            return kernel.dense().key
-        return replace(kernel, sparsity=0.0).key if kernel.sparsity else kernel.key
+        return kernel.dense(circulant=self.exported).key
 
     def fingerprint(self) -> dict[str, Any]:
         """The device and runtime the entries are valid for."""
@@ -198,7 +197,7 @@ class LatencyTable:
         jobs = {k: (Isolated(probe), e.example()[0]) for k, e in empties.items()
                 if refresh or k not in self.entries}
         with torch.inference_mode(False):  # copies of inference tensors track no versions
-            jobs.update({k: (Isolated(copy.deepcopy(layer.module)), layer.kernel.example()[0])
+            jobs.update({k: (Isolated(self._deployed(layer.module)), layer.kernel.example()[0])
                          for k, layer in todo.items()})
         if call:
             jobs[CALL_KERNEL.key] = (Isolated(Isolated(probe)), CALL_KERNEL.example()[0])
@@ -210,6 +209,10 @@ class LatencyTable:
             empty = self.entries[Kernel(EMPTY, kernel.inputs).key]
             self.entries[key] = self._lower(key, timed[key], empty.measured_ms)
         return len(todo)
+
+    def _deployed(self, module: nn.Module) -> nn.Module:
+        """A copy of ``module`` as the deployed model runs it (what its key names)."""
+        return deploy_layer(module, dense_circulant=self.exported) or copy.deepcopy(module)
 
     def _lower(self, key: str, t: dict[str, float], empty_ms: float) -> Entry:
         """The entry from timing ``t`` or the existing one's raw timing, whichever is lower."""

@@ -90,17 +90,18 @@ class Kernel:
                 out.append(torch.randn(shape, generator=generator, dtype=getattr(torch, dtype[6:])))
         return tuple(out)
 
-    def dense(self) -> Kernel:
-        """The kernel an exporter runs in its place (see ``autocompress.export.onnx``).
+    def dense(self, circulant: bool = True) -> Kernel:
+        """The kernel the deployed model runs in its place (``autocompress.export.deploy``).
 
-        Compressed, hashed and circulant layers are materialised as dense Linear / Conv2d.
+        Compressed and hashed layers are materialised as dense Linear / Conv2d, circulant ones
+        too when ``circulant`` (an exporter does; eager PyTorch keeps their FFT form).
         """
         p = dict(self.params)
         if self.op in ("compressed_linear", "compressed_conv2d"):
             keep = _LINEAR_KEYS if self.op == "compressed_linear" else _CONV_KEYS
             op = self.op.removeprefix("compressed_")
             return Kernel(op, self.inputs, tuple((k, p[k]) for k in sorted(keep)))
-        if self.op in ("hashed_linear", "circulant_linear"):
+        if self.op == "hashed_linear" or (circulant and self.op == "circulant_linear"):
             linear = {"in": p["in"], "out": p["out"], "bias": p["bias"]}
             return Kernel("linear", self.inputs, tuple(sorted(linear.items())))
         return self

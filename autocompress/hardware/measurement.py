@@ -42,6 +42,9 @@ class Measurement:
         cached: Served from the profiler's cache (an identical model was measured before).
         node: The Ray node id the timing ran on ("" when not run through Ray).
         target: The registered target name that produced the measurement.
+        reference_latency_ms: Median latency of the reference model timed paired with this
+            one (``measure(..., reference=...)``), from the same time window; None otherwise.
+        reference_latency_p90_ms: Its 90th percentile.
     """
 
     params: int
@@ -62,6 +65,8 @@ class Measurement:
     cached: bool = False
     node: str = ""
     target: str = ""
+    reference_latency_ms: float | None = None
+    reference_latency_p90_ms: float | None = None
 
     @property
     def size_kb(self) -> float:
@@ -74,3 +79,26 @@ class Measurement:
                if isinstance(v, (int, float)) and k != "cached"}
         out["size_kb"] = self.size_kb
         return {k: float(v) for k, v in out.items() if v is not None}
+
+    def anchored(self, baseline_ms: float | None,
+                 baseline_p90_ms: float | None = None) -> dict[str, float]:
+        """:meth:`metrics` with the latency anchored to the baseline's, when timed paired.
+
+        A measurement paired with the baseline (``reference_latency_ms``) knows its latency
+        *ratio* to the baseline in one time window, free of the machine's drift. Anchored,
+        ``latency_ms`` is that ratio times ``baseline_ms`` (the baseline's latency as the
+        search recorded it), i.e. the candidate's latency in the conditions the baseline was
+        timed in; the raw median stays as ``latency_measured_ms`` and the ratio as
+        ``latency_ratio``. Likewise for p90. Unpaired measurements are returned unchanged.
+        """
+        out = self.metrics()
+        if not (self.latency_ms and self.reference_latency_ms and baseline_ms):
+            return out
+        ratio = self.latency_ms / self.reference_latency_ms
+        out.update(latency_measured_ms=self.latency_ms, latency_ratio=ratio,
+                   latency_ms=ratio * baseline_ms)
+        if self.latency_p90_ms and self.reference_latency_p90_ms and baseline_p90_ms:
+            out.update(latency_measured_p90_ms=self.latency_p90_ms,
+                       latency_p90_ms=self.latency_p90_ms / self.reference_latency_p90_ms
+                       * baseline_p90_ms)
+        return out

@@ -13,15 +13,24 @@ Contract of a profiler (checked for every registered target by ``tests/test_prof
   above ``noisy_spread`` flags the measurement as noisy.
 * Measuring an identical model again (same artifact bytes, example shape and settings) is
   served from a cache instead of being timed again.
+* ``measure(model, example, reference=other)`` times ``model`` and ``other`` *paired*: their
+  runs alternate one by one in the same time window (the protocol's ``max_seconds`` apply to
+  the pair), and the measurement also carries the reference's median
+  (``reference_latency_ms``), so their ratio is free of the machine's drift over minutes.
+
+A timing target implements :meth:`BaseProfiler.runner`: a context that prepares the model
+(export, session, device copy) and yields a zero-argument callable running one inference, which
+returns its own device time in milliseconds or None to be timed on the host.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -29,7 +38,7 @@ import torch
 from torch import nn
 
 from autocompress.errors import ConfigError, invalid
-from autocompress.export import to_bytes
+from autocompress.export import deployable, to_bytes
 from autocompress.hardware.analytic import count_params, trace_costs, weight_bytes
 from autocompress.hardware.cpu import summarize, torch_threads
 from autocompress.hardware.measurement import Measurement, current_node
@@ -68,14 +77,22 @@ class BaseProfiler(abc.ABC):
         """The runtime and its version, e.g. ``torch 2.13.0+cpu``."""
 
     def measure(self, model: nn.Module, example: torch.Tensor,
-                base: dict | None = None, extra: dict | None = None) -> Measurement:
-        """Measure ``model`` on ``example`` (served from the cache for an identical model)."""
+                base: dict | None = None, extra: dict | None = None,
+                reference: nn.Module | None = None) -> Measurement:
+        """Measure ``model`` on ``example`` (served from the cache for an identical model).
+
+        With ``reference`` (e.g. the uncompressed baseline) both are timed paired, and the
+        measurement carries the reference's latency from the same time window.
+        """
         artifact = to_bytes(model, base, extra)
-        key = self._key(artifact, example)
+        ref_artifact = self._reference_bytes(reference) if self.timed else None
+        key = self._key(artifact + (hashlib.sha256(ref_artifact).digest() if ref_artifact
+                                    else b""), example)
         if key in self._cache:
             self._cache.move_to_end(key)
             return replace(self._cache[key], cached=True)
-        measurement = self._measure(model, example, len(artifact))
+        measurement = self._measure(model, example, len(artifact), artifact,
+                                    reference if ref_artifact else None, ref_artifact)
         self._cache[key] = measurement
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -84,6 +101,15 @@ class BaseProfiler(abc.ABC):
     def clear_cache(self) -> None:
         """Forget every cached measurement (the next ``measure`` times again)."""
         self._cache.clear()
+
+    def _reference_bytes(self, reference: nn.Module | None) -> bytes | None:
+        """The reference's artifact bytes, serialised once per reference object."""
+        if reference is None:
+            return None
+        held = getattr(self, "_reference", None)
+        if held is None or held[0] is not reference:
+            self._reference = (reference, to_bytes(reference))
+        return self._reference[1]
 
     def _key(self, artifact: bytes, example: torch.Tensor) -> str:
         digest = hashlib.sha256(artifact)
@@ -95,12 +121,19 @@ class BaseProfiler(abc.ABC):
     @property
     def timed(self) -> bool:
         """Whether this target times runs (False for counted costs only)."""
-        return type(self).time_runs is not BaseProfiler.time_runs
+        return type(self).runner is not BaseProfiler.runner
 
-    def _measure(self, model: nn.Module, example: torch.Tensor, size: int) -> Measurement:
+    def _measure(self, model: nn.Module, example: torch.Tensor, size: int, artifact: bytes,
+                 reference: nn.Module | None = None,
+                 reference_artifact: bytes | None = None) -> Measurement:
+        """Time (paired with ``reference`` when given) and count ``model``."""
         wait = self.protocol.quiet_timeout_s if self.timed else 0.0
+        ref_timing: dict[str, float] = {}
         with quiet_node().timing(wait) as quiet:
-            timing = self.time_runs(model, example)
+            if reference is not None:
+                timing, ref_timing = self.time_pair(model, reference, example)
+            else:
+                timing = self.time_runs(model, example)
         per_sample = trace_costs(model, example[:1], self.activation_bits)
         batch = trace_costs(model, example, self.activation_bits)
         weights = weight_bytes(model)
@@ -112,32 +145,80 @@ class BaseProfiler(abc.ABC):
             latency_spread=timing.get("latency_spread"), runs=int(timing.get("runs", 0)),
             batch_size=int(example.shape[0]), threads=self.threads, runtime=self.runtime,
             noisy=bool(timing and timing["latency_spread"] > self.protocol.noisy_spread),
-            quiet=quiet,
+            quiet=quiet, reference_latency_ms=ref_timing.get("latency_ms"),
+            reference_latency_p90_ms=ref_timing.get("latency_p90_ms"),
         )
 
+    @contextlib.contextmanager
+    def runner(self, model: nn.Module, example: torch.Tensor
+               ) -> Iterator[Callable[[], float | None]]:
+        """Yield a callable running one inference of ``model`` (targets that time override)."""
+        raise NotImplementedError(f"target {self.name!r} does not time")
+        yield  # pragma: no cover
+
     def time_runs(self, model: nn.Module, example: torch.Tensor) -> dict[str, float]:
-        """Latency statistics (empty for targets that do not time)."""
-        return {}
+        """Latency statistics of ``model`` (empty for targets that do not time)."""
+        if not self.timed:
+            return {}
+        with self.runner(model, example) as run:
+            return repeat_until_stable(run, self.protocol)
 
-    def _repeat(self, run: Callable[[], Any]) -> dict[str, float]:
-        return repeat_until_stable(run, self.protocol)
+    def time_pair(self, model: nn.Module, reference: nn.Module, example: torch.Tensor
+                  ) -> tuple[dict[str, float], dict[str, float]]:
+        """Latency statistics of ``model`` and ``reference``, their runs alternating."""
+        with self.runner(model, example) as run, self.runner(reference, example) as ref:
+            return repeat_paired(run, ref, self.protocol)
 
 
-def repeat_until_stable(run: Callable[[], Any], p: Protocol) -> dict[str, float]:
+def _discard(_: Any) -> None:
+    """Drop a run's outputs (host-timed runners return None)."""
+
+
+def _once(run: Callable[[], float | None]) -> float:
+    """One run's time in ms: the device time it returns (a float), else the host's."""
+    start = time.perf_counter()
+    device_ms = run()
+    host_ms = (time.perf_counter() - start) * 1e3
+    return device_ms if isinstance(device_ms, float) else host_ms
+
+
+def _good_enough(runs: list[list[float]], p: Protocol, deadline: float) -> bool:
+    if len(runs[0]) >= p.max_runs:
+        return True
+    if len(runs[0]) < p.min_runs:
+        return False
+    return (time.perf_counter() > deadline
+            or all(summarize(t)["latency_spread"] <= p.target_spread for t in runs))
+
+
+def repeat_until_stable(run: Callable[[], float | None], p: Protocol) -> dict[str, float]:
     """Warm up, then time ``run`` until the protocol says the estimate is good enough."""
     for _ in range(p.warmup):
         run()
     times: list[float] = []
     deadline = time.perf_counter() + p.max_seconds
-    while len(times) < p.max_runs:
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1e3)
-        if len(times) >= p.min_runs and (
-                summarize(times)["latency_spread"] <= p.target_spread
-                or time.perf_counter() > deadline):
-            break
+    while not _good_enough([times], p, deadline):
+        times.append(_once(run))
     return summarize(times)
+
+
+def repeat_paired(run: Callable[[], float | None], ref: Callable[[], float | None],
+                  p: Protocol) -> tuple[dict[str, float], dict[str, float]]:
+    """Time ``run`` and ``ref`` alternately (run, ref, run, ...) under one protocol.
+
+    Both warm up, then each round times one run of each; it stops when both estimates are
+    good enough (or the pair has used ``max_seconds``), so both saw the same machine state.
+    """
+    for _ in range(p.warmup):
+        run()
+        ref()
+    times: list[float] = []
+    ref_times: list[float] = []
+    deadline = time.perf_counter() + p.max_seconds
+    while not _good_enough([times, ref_times], p, deadline):
+        times.append(_once(run))
+        ref_times.append(_once(ref))
+    return summarize(times), summarize(ref_times)
 
 
 class AnalyticProfiler(BaseProfiler):
@@ -151,7 +232,11 @@ class AnalyticProfiler(BaseProfiler):
 
 
 class TorchCPUProfiler(BaseProfiler):
-    """Eager PyTorch on this machine's CPU, ``threads`` intra-op threads."""
+    """Eager PyTorch on this machine's CPU, ``threads`` intra-op threads.
+
+    Times the model as deployed (:func:`autocompress.export.deployable`: compressed layers'
+    weights decoded once into plain layers; circulant layers keep their FFT form).
+    """
 
     name = "cpu-torch"
 
@@ -159,14 +244,12 @@ class TorchCPUProfiler(BaseProfiler):
     def runtime(self) -> str:  # noqa: D102
         return f"torch {torch.__version__}"
 
-    def time_runs(self, model: nn.Module, example: torch.Tensor) -> dict[str, float]:  # noqa: D102
-        was_training = model.training
-        model.eval()
-        try:
-            with torch_threads(self.threads), torch.inference_mode():
-                return self._repeat(lambda: model(example))
-        finally:
-            model.train(was_training)
+    @contextlib.contextmanager
+    def runner(self, model: nn.Module, example: torch.Tensor
+               ) -> Iterator[Callable[[], float | None]]:  # noqa: D102
+        deployed = deployable(model, dense_circulant=False)
+        with torch_threads(self.threads), torch.inference_mode():
+            yield lambda: _discard(deployed(example))
 
 
 class OnnxRuntimeCPUProfiler(BaseProfiler):
@@ -186,7 +269,9 @@ class OnnxRuntimeCPUProfiler(BaseProfiler):
 
         return f"onnxruntime {onnxruntime.__version__}" + (" int8" if self.int8 else "")
 
-    def time_runs(self, model: nn.Module, example: torch.Tensor) -> dict[str, float]:  # noqa: D102
+    @contextlib.contextmanager
+    def runner(self, model: nn.Module, example: torch.Tensor
+               ) -> Iterator[Callable[[], float | None]]:  # noqa: D102
         import tempfile
         from pathlib import Path
 
@@ -198,14 +283,14 @@ class OnnxRuntimeCPUProfiler(BaseProfiler):
             export_onnx(model, example, path, int8=self.int8, calibration=self.calibration)
             s = session(path, self.threads)
         feed = {s.get_inputs()[0].name: example.detach().numpy()}
-        return self._repeat(lambda: s.run(None, feed))
+        yield lambda: _discard(s.run(None, feed))
 
     def _key(self, artifact: bytes, example: torch.Tensor) -> str:
         return super()._key(artifact + bytes([self.int8]), example)
 
 
 class CudaProfiler(BaseProfiler):
-    """CUDA events around eager PyTorch on the current GPU."""
+    """CUDA events around eager PyTorch on the current GPU (the model as deployed)."""
 
     name = "cuda"
 
@@ -218,24 +303,23 @@ class CudaProfiler(BaseProfiler):
     def runtime(self) -> str:  # noqa: D102
         return f"torch {torch.__version__} cuda {torch.version.cuda} {torch.cuda.get_device_name()}"
 
-    def time_runs(self, model: nn.Module, example: torch.Tensor) -> dict[str, float]:  # noqa: D102
-        import copy
-
+    @contextlib.contextmanager
+    def runner(self, model: nn.Module, example: torch.Tensor
+               ) -> Iterator[Callable[[], float | None]]:  # noqa: D102
         device = torch.device("cuda")
-        gpu_model, x = copy.deepcopy(model).to(device).eval(), example.to(device)
+        gpu_model = deployable(model, dense_circulant=False).to(device)
+        x = example.to(device)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        times: list[float] = []
 
-        def run() -> None:
+        def run() -> float:
             start.record()
             gpu_model(x)
             end.record()
             torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
+            return start.elapsed_time(end)
 
         with torch.inference_mode():
-            self._repeat(run)
-        return summarize(times[self.protocol.warmup:])
+            yield run
 
 
 PROFILERS: dict[str, type[BaseProfiler]] = {

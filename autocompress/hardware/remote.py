@@ -65,34 +65,39 @@ class RemoteProfiler(BaseProfiler):
         self.resource = resource or f"target:{target}"
         self.address, self.timeout_s = address, timeout_s
         self.num_cpus = threads if num_cpus is None else num_cpus
-        self._artifact: bytes | None = None
 
     @property
     def runtime(self) -> str:
         return f"{self.target} on the Ray node with {self.resource!r}"
 
+    @property
+    def timed(self) -> bool:  # noqa: D102  (the wrapped target times)
+        return True
+
     def _key(self, artifact: bytes, example: torch.Tensor) -> str:
-        self._artifact = artifact  # measure() serialised it for the key: ship these very bytes
         settings = repr((self.target, self.resource, _fingerprint(self.options))).encode()
         return super()._key(artifact + settings, example)
 
-    def _measure(self, model: nn.Module, example: torch.Tensor, size: int) -> Measurement:
-        artifact, self._artifact = self._artifact, None
-        measurement, node = self._run(artifact, example.detach().cpu().contiguous())
+    def _measure(self, model: nn.Module, example: torch.Tensor, size: int, artifact: bytes,
+                 reference: nn.Module | None = None,
+                 reference_artifact: bytes | None = None) -> Measurement:
+        measurement, node = self._run(artifact, example.detach().cpu().contiguous(),
+                                      reference_artifact)
         return replace(measurement, size_bytes=size, node=node)  # size: the artifact measured
 
-    def _run(self, artifact: bytes, example: torch.Tensor) -> tuple[Measurement, str]:
+    def _run(self, artifact: bytes, example: torch.Tensor,
+             reference: bytes | None) -> tuple[Measurement, str]:
         ray = _connected(self.address)
         self._check_resource(ray)
         options = {"threads": self.threads, "protocol": self.protocol, **self.options}
         try:
-            return self._call(ray, options, artifact, example)
+            return self._call(ray, options, artifact, example, reference)
         except ray.exceptions.RayActorError:  # its node went away: a new actor, once
-            return self._call(ray, options, artifact, example)
+            return self._call(ray, options, artifact, example, reference)
 
     def _call(self, ray: Any, options: dict[str, Any], artifact: bytes,
-              example: torch.Tensor) -> tuple[Measurement, str]:
-        ref = self._actor().measure.remote(self.target, options, artifact, example)
+              example: torch.Tensor, reference: bytes | None) -> tuple[Measurement, str]:
+        ref = self._actor().measure.remote(self.target, options, artifact, example, reference)
         try:
             return ray.get(ref, timeout=self.timeout_s)
         except ray.exceptions.GetTimeoutError:
@@ -134,14 +139,16 @@ class ProfilingActor:
         self._profilers: dict[str, BaseProfiler] = {}
 
     def measure(self, target: str, options: dict[str, Any], artifact: bytes,
-                example: torch.Tensor) -> tuple[Measurement, str]:
-        """The wrapped target's measurement and this node's Ray id."""
+                example: torch.Tensor, reference: bytes | None = None
+                ) -> tuple[Measurement, str]:
+        """The wrapped target's measurement (paired with ``reference``) and this node's id."""
         import ray
 
         from autocompress.export.artifact import from_bytes
 
         model = from_bytes(artifact, "remote profiler artifact")
-        measurement = self._profiler(target, options).measure(model, example)
+        paired = from_bytes(reference, "remote profiler reference") if reference else None
+        measurement = self._profiler(target, options).measure(model, example, reference=paired)
         return measurement, ray.get_runtime_context().get_node_id()
 
     def _profiler(self, target: str, options: dict[str, Any]) -> BaseProfiler:

@@ -61,9 +61,10 @@ def prepare(recipe: Recipe) -> tuple[SearchContext, dict[str, float], SearchSpac
     bound = bind(space, layers)
     outputs = frozenset(layer.name for layer in layers if layer.is_output)
     table = load_table(recipe, teacher, val[: recipe.hardware.batch_size], storage)
+    baseline = baseline_metrics(teacher, recipe)
     ctx = SearchContext(recipe, teacher.state_dict(), bound, outputs, recipe.parsed_budgets(),
-                        table)
-    return ctx, baseline_metrics(teacher, recipe), space
+                        table, baseline)
+    return ctx, baseline, space
 
 
 def run_search(recipe: Recipe, ray_address: str | None = None, verbose: int = 1,

@@ -45,6 +45,7 @@ class SearchContext:
     output_layers: frozenset[str]
     budgets: tuple[Budget, ...]
     latency_table: Any = None  # a LatencyTable when hardware.predict (see search/predictor.py)
+    baseline: dict[str, float] | None = None  # its metrics: paired latencies anchor to them
 
 
 @functools.lru_cache(maxsize=4)
@@ -83,25 +84,34 @@ def measure(model: nn.Module, splits: DatasetSplits, recipe: Recipe,
 
 
 def measure_on_targets(model: nn.Module, splits: DatasetSplits, recipe: Recipe,
-                       extra: dict | None = None, budgets: tuple[Budget, ...] | None = None
+                       extra: dict | None = None, budgets: tuple[Budget, ...] | None = None,
+                       reference: nn.Module | None = None,
+                       baseline: dict[str, float] | None = None,
                        ) -> tuple[dict[str, float], dict[str, str]]:
     """Profile ``model`` as the baseline and every candidate are.
 
     On the recipe's default target (plain metric names) and on every further target a budget
     names (``budgets``, by default the recipe's), whose device-dependent metrics are keyed
-    ``latency_ms/TARGET`` etc. Also returns the Ray node each target was measured on, as
-    ``{"node/TARGET": node_id}`` (empty ids outside Ray).
+    ``latency_ms/TARGET`` etc. With ``reference`` (the baseline model) and ``baseline`` (its
+    recorded metrics), each target times the model paired with the reference and anchors its
+    latency to the baseline's (:meth:`Measurement.anchored`). Also returns the Ray node each
+    target was measured on, as ``{"node/TARGET": node_id}`` (empty ids outside Ray).
     """
     example = splits.val.tensors[0][: recipe.hardware.batch_size]
-    default = _profiler(recipe.hardware).measure(model, example, extra=extra)
-    metrics = default.metrics()
-    nodes = {f"node/{recipe.hardware.target}": default.node}
+    baseline = baseline or {}
+
+    def on(name: str | None) -> tuple[dict[str, float], str]:
+        measured = _profiler(recipe.hardware, name).measure(model, example, extra=extra,
+                                                           reference=reference)
+        return measured.anchored(baseline.get(metric_key("latency_ms", name)),
+                                 baseline.get(metric_key("latency_p90_ms", name))), measured.node
+
+    metrics, node = on(None)
+    nodes = {f"node/{recipe.hardware.target}": node}
     budgets = recipe.parsed_budgets() if budgets is None else budgets
     for name in recipe.hardware.target_names(budgets):
-        measured = _profiler(recipe.hardware, name).measure(model, example, extra=extra)
-        metrics.update({metric_key(k, name): v for k, v in measured.metrics().items()
-                        if k in TARGETED})
-        nodes[f"node/{name}"] = measured.node
+        measured, nodes[f"node/{name}"] = on(name)
+        metrics.update({metric_key(k, name): v for k, v in measured.items() if k in TARGETED})
     return metrics, nodes
 
 
@@ -143,7 +153,10 @@ def _run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> No
         student = apply_plan(teacher, plan, splits.val.tensors[0][:1], ctx.output_layers,
                              calibration)
     extra = {"plan": plan.to_dict(), "recipe": recipe.name}  # stored in the artifact
-    costs, nodes = measure_on_targets(student, splits, recipe, extra, ctx.budgets)
+    costs, nodes = measure_on_targets(
+        student, splits, recipe, extra, ctx.budgets,
+        reference=teacher if recipe.hardware.paired and ctx.baseline else None,
+        baseline=ctx.baseline)
     constraints = violations(ctx.budgets, {**costs, "accuracy": 1.0})
     base = {**costs, "constraints": constraints, "feasible": float(is_feasible(constraints)),
             "time_profile_s": time.perf_counter() - started, "node": current_node(), **nodes}
