@@ -51,6 +51,15 @@ def test_deployable_keeps_circulant_layers_unless_asked_and_never_modifies(compr
         torch.testing.assert_close(deployable(circ)(x), circ(x), atol=1e-5, rtol=1e-4)
 
 
+def test_deployed_layers_keep_the_dtype(compressed):
+    model, x = compressed
+    double = deployable(model.double())
+    assert {p.dtype for p in double.parameters()} == {torch.float64}
+    with torch.no_grad():
+        torch.testing.assert_close(double(x.double()), model(x.double()))
+    model.float()
+
+
 def test_eager_targets_time_the_deployed_model(compressed, monkeypatch):
     from autocompress.hardware.profilers import get_profiler
     from autocompress.methods.layers import CompressedConv2d, CompressedLinear

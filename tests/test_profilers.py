@@ -80,6 +80,11 @@ def test_paired_runs_alternate_one_by_one():
     assert timing["runs"] == ref_timing["runs"] == 4
 
 
+def test_a_protocol_without_minimum_still_times_once():
+    timing = repeat_until_stable(lambda: 1.5, Protocol(warmup=0, min_runs=0, max_runs=5))
+    assert timing["runs"] >= 1 and timing["latency_ms"] == 1.5
+
+
 def test_device_times_returned_by_a_run_are_used():
     timing = repeat_until_stable(lambda: 7.0, Protocol(warmup=0, min_runs=3, max_runs=3))
     assert timing["latency_ms"] == 7.0 and timing["latency_spread"] == 0.0

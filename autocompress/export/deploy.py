@@ -51,12 +51,13 @@ def deploy_layer(module: nn.Module, dense_circulant: bool = True) -> nn.Module |
             weight = module.dense_weight().detach()
         else:
             return None
+        like = {"device": weight.device, "dtype": weight.dtype}
         if isinstance(module, nn.Conv2d):
             plain = nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size,
                               module.stride, module.padding, module.dilation, module.groups,
-                              module.bias is not None, module.padding_mode)
+                              module.bias is not None, module.padding_mode, **like)
         else:
-            plain = nn.Linear(weight.shape[1], weight.shape[0], module.bias is not None)
+            plain = nn.Linear(weight.shape[1], weight.shape[0], module.bias is not None, **like)
         plain.weight.copy_(weight)
         if module.bias is not None:
             plain.bias.copy_(module.bias)

@@ -57,7 +57,7 @@ from autocompress.hardware.lut_timing import Isolated, Probe, sweep
 from autocompress.hardware.profilers import OnnxRuntimeCPUProfiler, Protocol, get_profiler
 from autocompress.methods import CompressionPlan
 
-FORMAT, VERSION = "autocompress-latency-table", 1
+FORMAT, VERSION = "autocompress-latency-table", 2  # 2: eager kernels of the deployed model
 # Kernels are short: many timed calls (one per sweep), a short cap per kernel.
 KERNEL_PROTOCOL = Protocol(warmup=10, min_runs=30, max_runs=300, max_seconds=0.1,
                            target_spread=0.03, noisy_spread=0.25)

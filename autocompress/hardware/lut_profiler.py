@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -65,6 +66,17 @@ class LatencyTableProfiler(BaseProfiler):
     @staticmethod
     def _settings(table: LatencyTable) -> tuple:
         return table.target, table.threads, table.batch_size, table.int8
+
+    @property
+    def timed(self) -> bool:  # noqa: D102  (predicts latency: nothing to pair or hold quiet)
+        return False
+
+    def _timed(self, model: nn.Module, example: torch.Tensor,
+               reference: nn.Module | None = None) -> tuple[Any, bool]:
+        predicted = self.time_runs(model, example)
+        if reference is None:
+            return predicted, False
+        return (predicted, self.time_runs(reference, example)), False
 
     def time_runs(self, model: nn.Module, example: torch.Tensor) -> dict[str, float]:  # noqa: D102
         table = self._table(int(example.shape[0]))

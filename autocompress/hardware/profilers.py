@@ -127,13 +127,11 @@ class BaseProfiler(abc.ABC):
                  reference: nn.Module | None = None,
                  reference_artifact: bytes | None = None) -> Measurement:
         """Time (paired with ``reference`` when given) and count ``model``."""
-        wait = self.protocol.quiet_timeout_s if self.timed else 0.0
         ref_timing: dict[str, float] = {}
-        with quiet_node().timing(wait) as quiet:
-            if reference is not None:
-                timing, ref_timing = self.time_pair(model, reference, example)
-            else:
-                timing = self.time_runs(model, example)
+        if reference is not None:
+            (timing, ref_timing), quiet = self._timed(model, example, reference)
+        else:
+            timing, quiet = self._timed(model, example)
         per_sample = trace_costs(model, example[:1], self.activation_bits)
         batch = trace_costs(model, example, self.activation_bits)
         weights = weight_bytes(model)
@@ -158,16 +156,30 @@ class BaseProfiler(abc.ABC):
 
     def time_runs(self, model: nn.Module, example: torch.Tensor) -> dict[str, float]:
         """Latency statistics of ``model`` (empty for targets that do not time)."""
-        if not self.timed:
-            return {}
-        with self.runner(model, example) as run:
-            return repeat_until_stable(run, self.protocol)
+        return self._timed(model, example)[0]
 
     def time_pair(self, model: nn.Module, reference: nn.Module, example: torch.Tensor
                   ) -> tuple[dict[str, float], dict[str, float]]:
         """Latency statistics of ``model`` and ``reference``, their runs alternating."""
-        with self.runner(model, example) as run, self.runner(reference, example) as ref:
-            return repeat_paired(run, ref, self.protocol)
+        return self._timed(model, example, reference)[0]
+
+    def _timed(self, model: nn.Module, example: torch.Tensor,
+               reference: nn.Module | None = None) -> tuple[Any, bool]:
+        """Prepare the runner(s), then time on a quiet node; also says whether it was quiet.
+
+        Preparing (a deployed copy, an ONNX export and session) happens before the node is
+        held, so only the timed runs pause the node's other work.
+        """
+        if not self.timed:
+            return ({}, {}) if reference is not None else {}, False
+        with contextlib.ExitStack() as stack:
+            run = stack.enter_context(self.runner(model, example))
+            ref = None if reference is None else stack.enter_context(
+                self.runner(reference, example))
+            with quiet_node().timing(self.protocol.quiet_timeout_s) as quiet:
+                if ref is None:
+                    return repeat_until_stable(run, self.protocol), quiet
+                return repeat_paired(run, ref, self.protocol), quiet
 
 
 def _discard(_: Any) -> None:
@@ -183,6 +195,8 @@ def _once(run: Callable[[], float | None]) -> float:
 
 
 def _good_enough(runs: list[list[float]], p: Protocol, deadline: float) -> bool:
+    if not runs[0]:
+        return False  # at least one timed run, whatever the protocol says
     if len(runs[0]) >= p.max_runs:
         return True
     if len(runs[0]) < p.min_runs:

@@ -74,11 +74,11 @@ class QuietNode:
                 fcntl.flock(node, fcntl.LOCK_SH)
             finally:
                 fcntl.flock(gate, fcntl.LOCK_UN)
-            self._local.depth = 1
+            self._local.depth = getattr(self._local, "depth", 0) + 1
             try:
                 yield
             finally:
-                self._local.depth = 0
+                self._local.depth -= 1
                 fcntl.flock(node, fcntl.LOCK_UN)
         finally:
             os.close(gate)

@@ -97,7 +97,8 @@ class RemoteProfiler(BaseProfiler):
 
     def _call(self, ray: Any, options: dict[str, Any], artifact: bytes,
               example: torch.Tensor, reference: bytes | None) -> tuple[Measurement, str]:
-        ref = self._actor().measure.remote(self.target, options, artifact, example, reference)
+        paired = {"reference": reference} if reference else {}  # actors of older versions
+        ref = self._actor().measure.remote(self.target, options, artifact, example, **paired)
         try:
             return ray.get(ref, timeout=self.timeout_s)
         except ray.exceptions.GetTimeoutError:

@@ -100,6 +100,7 @@ def _search(recipe: Recipe, tracker: SearchTracker, started: float, verbose: int
     ctx, baseline, space = prepare(recipe)
     if resumed:
         parent_id, tune_path, baseline = resumed
+        ctx = dataclasses.replace(ctx, baseline=baseline)  # anchor latencies as before
         tracker.resume_search(parent_id)
     else:
         tracker.start_search(
