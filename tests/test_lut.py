@@ -285,9 +285,16 @@ def test_error_report_compares_prediction_with_measurement():
                                                  "classifier.1": {"svd": {"rank_ratio": 0.25}}}})
     report = error_report(lut, [Case("base", model, x), Case("plan", model, x, plan)], rounds=3)
     assert [r.name for r in report.rows] == ["base", "plan"]
-    for row in report.rows:  # loose: the machine is shared, and these models take ~0.1 ms
-        assert 0.5 < row.predicted_ms / row.measured_ms < 2.0
+    for row in report.rows:
+        assert row.predicted_ms > 0 and row.measured_ms > 0
         assert row.complete and row.noise >= 0
+    # Absolute times drift on a shared machine (2x within seconds has been seen in CI, the
+    # base model itself read 0.23 ms when calibrated and 0.47 ms in the report), so compare
+    # the plan's speed relative to the base model, predicted vs measured (loosely).
+    base, planned = report.rows
+    predicted = planned.predicted_ms / base.predicted_ms
+    measured = planned.measured_ms / base.measured_ms
+    assert 0.5 < predicted / measured < 2.0
     assert 0 <= report.share_within(0.10) <= 1 and "within +-10%" in report.to_markdown()
 
 

@@ -108,17 +108,21 @@ def error_report(table: LatencyTable, cases: Iterable[Case],
         profiler: The measuring profiler (the table's whole-model profiler by default).
         rounds: Separate measurements per case: the lowest median is compared with the
             prediction (other processes only add time), their disagreement is the noise.
+            Each round times every case in turn, so a slow spell of the machine hits all
+            cases alike instead of one.
     """
     profiler = profiler or table.profiler
-    rows = []
-    for case in cases:
-        prediction = predict_case(table, case)
-        model = case.model if case.plan is None else apply_plan(
-            case.model, case.plan, case.example, calibration=case.calibration)
-        medians = [profiler.time_runs(model, case.example)["latency_ms"] for _ in range(rounds)]
-        rows.append(ErrorRow(case.name, prediction.latency_ms, min(medians),
-                             max(medians) / min(medians) - 1, prediction.complete))
-    return ErrorReport(table.target, tuple(rows))
+    cases = list(cases)
+    predictions = [predict_case(table, case) for case in cases]
+    models = [case.model if case.plan is None else apply_plan(
+        case.model, case.plan, case.example, calibration=case.calibration) for case in cases]
+    medians: list[list[float]] = [[] for _ in cases]
+    for _ in range(rounds):
+        for i, (case, model) in enumerate(zip(cases, models, strict=True)):
+            medians[i].append(profiler.time_runs(model, case.example)["latency_ms"])
+    rows = tuple(ErrorRow(case.name, p.latency_ms, min(m), max(m) / min(m) - 1, p.complete)
+                 for case, p, m in zip(cases, predictions, medians, strict=True))
+    return ErrorReport(table.target, rows)
 
 
 __all__ = ["Case", "ErrorReport", "ErrorRow", "error_report", "predict_case"]
