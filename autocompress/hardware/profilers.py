@@ -158,11 +158,6 @@ class BaseProfiler(abc.ABC):
         """Latency statistics of ``model`` (empty for targets that do not time)."""
         return self._timed(model, example)[0]
 
-    def time_pair(self, model: nn.Module, reference: nn.Module, example: torch.Tensor
-                  ) -> tuple[dict[str, float], dict[str, float]]:
-        """Latency statistics of ``model`` and ``reference``, their runs alternating."""
-        return self._timed(model, example, reference)[0]
-
     def _timed(self, model: nn.Module, example: torch.Tensor,
                reference: nn.Module | None = None) -> tuple[Any, bool]:
         """Prepare the runner(s), then time on a quiet node; also says whether it was quiet.
@@ -194,45 +189,42 @@ def _once(run: Callable[[], float | None]) -> float:
     return device_ms if isinstance(device_ms, float) else host_ms
 
 
-def _good_enough(runs: list[list[float]], p: Protocol, deadline: float) -> bool:
-    if not runs[0]:
+def _good_enough(times: list[list[float]], p: Protocol, deadline: float) -> bool:
+    done = len(times[0])
+    if done == 0 or done < p.min_runs:
         return False  # at least one timed run, whatever the protocol says
-    if len(runs[0]) >= p.max_runs:
-        return True
-    if len(runs[0]) < p.min_runs:
-        return False
-    return (time.perf_counter() > deadline
-            or all(summarize(t)["latency_spread"] <= p.target_spread for t in runs))
+    return (done >= p.max_runs or time.perf_counter() > deadline
+            or all(summarize(t)["latency_spread"] <= p.target_spread for t in times))
+
+
+def repeat_interleaved(runs: list[Callable[[], float | None]], p: Protocol
+                       ) -> list[dict[str, float]]:
+    """Warm up, then time ``runs`` in turn (one run of each per round) under one protocol.
+
+    Stops when every estimate is good enough (or the rounds have used ``max_seconds``), so
+    all of them saw the same machine state.
+    """
+    for _ in range(p.warmup):
+        for run in runs:
+            run()
+    times: list[list[float]] = [[] for _ in runs]
+    deadline = time.perf_counter() + p.max_seconds
+    while not _good_enough(times, p, deadline):
+        for run, timed in zip(runs, times, strict=True):
+            timed.append(_once(run))
+    return [summarize(t) for t in times]
 
 
 def repeat_until_stable(run: Callable[[], float | None], p: Protocol) -> dict[str, float]:
     """Warm up, then time ``run`` until the protocol says the estimate is good enough."""
-    for _ in range(p.warmup):
-        run()
-    times: list[float] = []
-    deadline = time.perf_counter() + p.max_seconds
-    while not _good_enough([times], p, deadline):
-        times.append(_once(run))
-    return summarize(times)
+    return repeat_interleaved([run], p)[0]
 
 
 def repeat_paired(run: Callable[[], float | None], ref: Callable[[], float | None],
                   p: Protocol) -> tuple[dict[str, float], dict[str, float]]:
-    """Time ``run`` and ``ref`` alternately (run, ref, run, ...) under one protocol.
-
-    Both warm up, then each round times one run of each; it stops when both estimates are
-    good enough (or the pair has used ``max_seconds``), so both saw the same machine state.
-    """
-    for _ in range(p.warmup):
-        run()
-        ref()
-    times: list[float] = []
-    ref_times: list[float] = []
-    deadline = time.perf_counter() + p.max_seconds
-    while not _good_enough([times, ref_times], p, deadline):
-        times.append(_once(run))
-        ref_times.append(_once(ref))
-    return summarize(times), summarize(ref_times)
+    """Time ``run`` and ``ref`` alternately (run, ref, run, ...) under one protocol."""
+    timing, ref_timing = repeat_interleaved([run, ref], p)
+    return timing, ref_timing
 
 
 class AnalyticProfiler(BaseProfiler):

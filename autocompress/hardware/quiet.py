@@ -61,11 +61,8 @@ class QuietNode:
         Re-entrant within a thread (nested work holds the lock once).
         """
         if fcntl is None or getattr(self._local, "depth", 0):
-            self._local.depth = getattr(self._local, "depth", 0) + 1
-            try:
+            with self._nested():
                 yield
-            finally:
-                self._local.depth -= 1
             return
         gate, node = self._open("gate"), self._open("node")
         try:
@@ -74,15 +71,23 @@ class QuietNode:
                 fcntl.flock(node, fcntl.LOCK_SH)
             finally:
                 fcntl.flock(gate, fcntl.LOCK_UN)
-            self._local.depth = getattr(self._local, "depth", 0) + 1
             try:
-                yield
+                with self._nested():
+                    yield
             finally:
-                self._local.depth -= 1
                 fcntl.flock(node, fcntl.LOCK_UN)
         finally:
             os.close(gate)
             os.close(node)
+
+    @contextlib.contextmanager
+    def _nested(self) -> Iterator[None]:
+        """Count this thread's work depth for the duration of the block."""
+        self._local.depth = getattr(self._local, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._local.depth -= 1
 
     @contextlib.contextmanager
     def timing(self, timeout_s: float) -> Iterator[bool]:
