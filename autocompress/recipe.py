@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from autocompress.config import build, check_choices, check_keys, choice, load_yaml, to_dict
+from autocompress.config import bounded, build, check_fields, check_keys, choice, load_yaml, to_dict
 from autocompress.errors import ConfigError, invalid
 from autocompress.hardware.budget import TARGETED, Budget, parse_budgets
 from autocompress.hardware.profilers import PROFILERS, Protocol, get_profiler
@@ -15,19 +15,26 @@ from autocompress.methods import DistillConfig
 from autocompress.methods.feature_distillation import AttentionTransferConfig, HintConfig
 from autocompress.methods.regularizers import SparsityConfig
 from autocompress.training.distributed import DistributedConfig
+from autocompress.training.schedule import LRSchedule
 
 SAMPLERS = ("tpe", "nsga2", "random")
 SCHEDULERS = ("asha", "none")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+CLIP_ALGORITHMS = ("norm", "value")
 TARGETS = tuple(PROFILERS)
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
-    """How to train the baseline when the recipe gives no checkpoint."""
+class PretrainConfig(LRSchedule):
+    """How to train the baseline when the recipe gives no checkpoint.
 
-    epochs: int = 10
-    lr: float = 1e-3
+    Takes the learning-rate schedule of :class:`~autocompress.training.schedule.LRSchedule`.
+    """
+
+    section: ClassVar[str] = "model.pretrain"
+
+    epochs: int = bounded(10, ge=1)
+    lr: float = bounded(1e-3, gt=0)
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,7 @@ class DataConfig:
 
     name: str = ""
     kwargs: dict[str, Any] = field(default_factory=dict)
-    batch_size: int = 64
+    batch_size: int = bounded(64, ge=1)
 
 
 @dataclass(frozen=True)
@@ -54,17 +61,17 @@ class HardwareConfig:
     """The target that latency is measured on, and the measurement protocol."""
 
     target: str = choice("cpu-torch", TARGETS)
-    threads: int = 1
-    batch_size: int = 1
-    warmup: int = 10
-    repeats: int = 50
-    min_repeats: int = 10
-    max_seconds: float = 2.0
-    target_spread: float = 0.05
+    threads: int = bounded(1, ge=1)
+    batch_size: int = bounded(1, ge=1)
+    warmup: int = bounded(10, ge=0)
+    repeats: int = bounded(50, ge=1)
+    min_repeats: int = bounded(10, ge=1)
+    max_seconds: float = bounded(2.0, gt=0)
+    target_spread: float = bounded(0.05, ge=0)
     # time on a quiet node: timings wait (at most quiet_timeout_s) for the node's training
     # batches and candidate builds in flight, and pause new ones (hardware/quiet.py)
     quiet: bool = True
-    quiet_timeout_s: float = 30.0
+    quiet_timeout_s: float = bounded(30.0, ge=0)
     # time each candidate paired with the baseline (runs alternating) and anchor its latency to
     # the baseline's: latency_ms = (candidate / baseline, same time window) x baseline latency
     paired: bool = True
@@ -75,20 +82,16 @@ class HardwareConfig:
     # latency lookup table: predict each plan's latency before building it, reject plans
     # predicted over a latency budget by more than reject_margin (relative), log its error
     predict: bool = False
-    reject_margin: float = 0.1
+    reject_margin: float = bounded(0.1, ge=0)
     # further targets budgets may name: {name: {target: REGISTERED, option: value, ...}}
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.quiet_timeout_s < 0:
-            raise invalid("hardware.quiet_timeout_s", self.quiet_timeout_s, "a number >= 0")
-        if self.reject_margin < 0:
-            raise invalid("hardware.reject_margin", self.reject_margin, "a number >= 0")
         for name, spec in self.targets.items():
             if not isinstance(spec, dict):
                 raise invalid(f"hardware.targets.{name}", spec, "a mapping of profiler options")
             kind = spec.get("target", name)
-            if kind not in PROFILERS:
+            if not isinstance(kind, str) or kind not in PROFILERS:
                 raise invalid(f"hardware.targets.{name}.target", kind, sorted(PROFILERS))
 
     @property
@@ -139,37 +142,70 @@ def _build_profiler(kind: str, resource: str | None = None, **options: Any):
 
 
 @dataclass(frozen=True)
-class TrainingConfig:
-    """Fine-tuning of each candidate (with distillation from the original model)."""
+class TrainingConfig(LRSchedule):
+    """Fine-tuning of each candidate (with distillation from the original model).
 
-    epochs: int = 3
+    Takes the learning-rate schedule of :class:`~autocompress.training.schedule.LRSchedule`;
+    ``gradient_clip_val`` clips each step's gradients (``gradient_clip_algorithm``: their total
+    ``norm`` or each ``value``); ``limit_train_batches`` / ``limit_val_batches`` cap each epoch at
+    a number of batches (an integer) or a fraction of them (a number in (0, 1]), as in Lightning.
+    """
+
+    section: ClassVar[str] = "training"
+
+    epochs: int = bounded(3, ge=1)
     optimizer: str = choice("adam", OPTIMIZERS)
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    lr: float = bounded(1e-3, gt=0)
+    weight_decay: float = bounded(0.0, ge=0)
     distillation: DistillConfig | None = field(default_factory=DistillConfig)
     attention_transfer: AttentionTransferConfig | None = None
     hint: HintConfig | None = None
     sparsity: SparsityConfig | None = None
-    limit_train_batches: int | None = None
-    calibration_samples: int = 256
+    limit_train_batches: int | float | None = None
+    limit_val_batches: int | float | None = None
+    gradient_clip_val: float | None = bounded(None, gt=0)
+    gradient_clip_algorithm: str = choice("norm", CLIP_ALGORITHMS)
+    calibration_samples: int = bounded(256, ge=1)
     # Ray Train workers per trial (Lightning DDP, or DeepSpeed ZeRO on GPUs); 1 trains in-trial
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("limit_train_batches", "limit_val_batches"):
+            _check_limit(f"training.{name}", getattr(self, name))
+        if self.gradient_clip_algorithm not in CLIP_ALGORITHMS:
+            raise invalid("training.gradient_clip_algorithm", self.gradient_clip_algorithm,
+                          CLIP_ALGORITHMS)
+        if self.gradient_clip_val is not None and self.gradient_clip_algorithm == "value" and (
+                self.distributed.strategy == "deepspeed"):
+            raise ConfigError("training.gradient_clip_algorithm: DeepSpeed clips by norm only; "
+                              "use 'norm' with distributed.strategy 'deepspeed'")
+
+
+def _check_limit(where: str, value: int | float | None) -> None:
+    """Lightning's batch limit: None, an integer >= 1 (batches) or a float in (0, 1] (fraction)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            value >= 1 if isinstance(value, int) else 0 < value <= 1):
+        raise invalid(where, value, "an integer >= 1 (batches) or a number in (0, 1] "
+                                    "(a fraction of the batches)")
 
 
 @dataclass(frozen=True)
 class SearchConfig:
     """The Ray Tune + Optuna search."""
 
-    trials: int = 16
-    concurrency: int = 2
+    trials: int = bounded(16, ge=1)
+    concurrency: int = bounded(2, ge=1)
     sampler: str = choice("tpe", SAMPLERS)
-    seed: int = 0
+    seed: int = bounded(0, ge=0)
     scheduler: str = choice("asha", SCHEDULERS)
-    grace_period: int = 1
-    reduction_factor: int = 2
+    grace_period: int = bounded(1, ge=1)
+    reduction_factor: int = bounded(2, ge=2)
     storage: str = "autocompress_runs"
-    cpus_per_trial: float = 1.0
-    max_failures: int = 2  # retries of a trial whose worker or node was lost
+    cpus_per_trial: float = bounded(1.0, gt=0)
+    max_failures: int = bounded(2, ge=0)  # retries of a trial whose worker or node was lost
 
 
 @dataclass(frozen=True)
@@ -196,6 +232,7 @@ class Recipe:
     base_dir: str = field(default=".", metadata={"internal": True})  # the recipe's folder
 
     def __post_init__(self):
+        check_fields(self)  # types, choices and bounds, also after dataclasses.replace
         for budget in parse_budgets(self.budgets):  # fail early on a bad expression or target
             if budget.target and budget.target != self.hardware.target and (
                     budget.target not in self.hardware.targets
@@ -207,18 +244,6 @@ class Recipe:
                                       and self.hardware.target == "analytic"):
                 raise ConfigError(f"budget {budget}: target 'analytic' does not time; name a "
                                   "timing target (cpu-torch, cpu-onnxruntime, cuda, ...)")
-        for section in ("hardware", "training", "search"):
-            check_choices(getattr(self, section), section)  # also after dataclasses.replace
-        for name in ("trials", "concurrency", "grace_period"):
-            if getattr(self.search, name) < 1:
-                raise invalid(f"search.{name}", getattr(self.search, name), "an integer >= 1")
-        if self.search.max_failures < 0:
-            raise invalid("search.max_failures", self.search.max_failures, "an integer >= 0")
-        if self.search.reduction_factor < 2:
-            raise invalid("search.reduction_factor", self.search.reduction_factor,
-                          "an integer >= 2")
-        if self.training.epochs < 1:
-            raise invalid("training.epochs", self.training.epochs, "an integer >= 1")
         if not self.model.name:
             raise invalid("model.name", self.model.name, "a zoo model name or package.module:fn")
         if not self.data.name:
