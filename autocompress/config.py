@@ -192,7 +192,9 @@ def _convert(value: Any, hint: Any, where: str, bounds: Bounds | None = None) ->
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         if value is None and type(None) in typing.get_args(hint):
             return None
-        hint = _strip_optional(hint)
+        # ``int | float`` (e.g. Lightning's batch limits: a count or a fraction) keeps the kind
+        hint = float if {int, float} <= set(typing.get_args(hint)) and isinstance(
+            value, float) else _strip_optional(hint)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
         if isinstance(value, hint):

@@ -31,8 +31,9 @@ def load_or_train(recipe: Recipe, storage: Path) -> nn.Module:
         return model.eval()
     from autocompress.training import fine_tune
 
-    training = recipe.training.__class__(epochs=recipe.model.pretrain.epochs,
-                                         lr=recipe.model.pretrain.lr, distillation=None)
+    pretrain = recipe.model.pretrain
+    training = recipe.training.__class__(epochs=pretrain.epochs, lr=pretrain.lr,
+                                         distillation=None, **pretrain.schedule_fields())
     fine_tune(model, None, load_splits(recipe), training, distillation=None,
               batch_size=recipe.data.batch_size, seed=recipe.search.seed)
     cache.parent.mkdir(parents=True, exist_ok=True)

@@ -361,6 +361,7 @@ def _train_worker(config: dict[str, Any]) -> None:
 
     from autocompress.training.deepspeed import full_state_dict, lightning_strategy
     from autocompress.training.evaluate import loader
+    from autocompress.training.module import trainer_options
 
     job: _Job = config["job"]
     context = ray.train.get_context()
@@ -387,8 +388,8 @@ def _train_worker(config: dict[str, Any]) -> None:
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        limit_train_batches=job.training.limit_train_batches,
         callbacks=[_epoch_callback(job)],
+        **trainer_options(job.training),
     ))
     try:
         trainer.fit(module, DataLoader(job.splits.train, job.batch_size, sampler=sampler),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -22,6 +23,7 @@ from autocompress.methods.layers import COMPRESSED
 from autocompress.methods.regularizers import SparsityConfig, SparsityRegularizer, select_layers
 from autocompress.recipe import TrainingConfig
 from autocompress.training.evaluate import loader
+from autocompress.training.schedule import build_scheduler
 from autocompress.zoo import DatasetSplits
 
 
@@ -71,13 +73,38 @@ class DistillationModule(pl.LightningModule):
         correct = (self.student(x).argmax(dim=-1) == y).float().mean()
         self.log("val_accuracy", correct, on_step=False, on_epoch=True, batch_size=len(y))
 
-    def configure_optimizers(self):  # noqa: D102
+    def configure_optimizers(self):
+        """The recipe's optimizer and, when it has one, its per-step learning-rate schedule."""
         cfg = self.training_config
-        params = [p for p in self.parameters() if p.requires_grad]  # student, regressors, gates
-        if cfg.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-        opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-        return opt(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = _optimizer(cfg, [p for p in self.parameters() if p.requires_grad])
+        if not cfg.changes_lr:
+            return optimizer
+        trainer = self.trainer
+        scheduler = build_scheduler(optimizer, cfg, cfg.lr, trainer.estimated_stepping_batches,
+                                    trainer.max_epochs)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+
+def _optimizer(cfg: TrainingConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """The recipe's optimizer over ``params`` (the student's, hint regressors', l0 gates')."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return opt(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def trainer_options(training: TrainingConfig) -> dict[str, Any]:
+    """The Trainer arguments a recipe's training section sets: batch limits and clipping.
+
+    Shared by the single-process and the distributed fine-tuning paths.
+    """
+    options: dict[str, Any] = {"limit_train_batches": training.limit_train_batches,
+                               "limit_val_batches": training.limit_val_batches}
+    if training.gradient_clip_val is not None:
+        options.update(gradient_clip_val=training.gradient_clip_val,
+                       gradient_clip_algorithm=training.gradient_clip_algorithm)
+    return options
 
 
 def fine_tune(
@@ -120,8 +147,8 @@ def fine_tune(
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        limit_train_batches=training.limit_train_batches,
         callbacks=[*callbacks, *([QuietBatches()] if quiet else [])],
+        **trainer_options(training),
     )
     try:
         trainer.fit(
