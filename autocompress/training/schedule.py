@@ -13,6 +13,7 @@ rate, where the decay starts.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -88,7 +89,7 @@ class LRSchedule:
 
     def schedule_fields(self) -> dict[str, object]:
         """The schedule's fields, e.g. to give a pretraining's schedule to a TrainingConfig."""
-        return {name: getattr(self, name) for name in LRSchedule.__dataclass_fields__}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(LRSchedule)}
 
 
 def warmup_length(schedule: LRSchedule, steps_per_epoch: int) -> int:
