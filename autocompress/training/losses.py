@@ -1,0 +1,79 @@
+"""The task's loss, and distillation that fits the task.
+
+``training.loss`` is ``cross_entropy`` (classification, the default), ``mse``, ``l1``, or
+``package.module:function`` taking ``(outputs, targets)`` and returning a scalar tensor.
+Classification distils the teacher's softened logits (KL, :func:`distillation_loss`); any other
+loss distils the teacher's outputs by mean squared error::
+
+    loss = alpha * task(student, y) + (1 - alpha) * mse(student, teacher)
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from autocompress.errors import ConfigError, invalid
+from autocompress.methods import DistillConfig, distillation_loss
+
+LOSSES = ("cross_entropy", "mse", "l1")
+
+__all__ = ["LOSSES", "check_loss", "resolve_loss", "task_loss"]
+
+
+def check_loss(name: str) -> None:
+    """Raise ConfigError unless ``name`` is a built-in loss or an import path (not imported)."""
+    if name not in LOSSES and ":" not in str(name):
+        raise invalid("training.loss", name, f"one of {', '.join(LOSSES)} or "
+                                             "package.module:function")
+
+
+@functools.lru_cache(maxsize=8)
+def resolve_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss function ``(outputs, targets) -> scalar`` that ``training.loss`` names."""
+    check_loss(name)
+    if name == "cross_entropy":
+        return F.cross_entropy
+    if name in ("mse", "l1"):
+        base = F.mse_loss if name == "mse" else F.l1_loss
+        return lambda out, y: base(out, _like(y, out))
+    module_name, _, attr = name.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr, None)
+    except ImportError as exc:
+        raise ConfigError(f"training.loss: cannot import module {module_name!r}: {exc}") from None
+    if not callable(fn):
+        raise ConfigError(f"training.loss: module {module_name!r} has no callable {attr!r}")
+    return fn
+
+
+def _like(targets: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+    """Float targets shaped as the outputs when they hold as many values (``(B,)`` vs ``(B,1)``)."""
+    if targets.shape != outputs.shape and targets.numel() == outputs.numel():
+        targets = targets.reshape(outputs.shape)
+    return targets.to(outputs.dtype)
+
+
+def task_loss(outputs: torch.Tensor, teacher_outputs: torch.Tensor | None,
+              targets: torch.Tensor, loss: str, distillation: DistillConfig) -> torch.Tensor:
+    """The training loss of one batch: the task's loss, with distillation when a teacher is given.
+
+    Args:
+        outputs: The student's predictions.
+        teacher_outputs: The teacher's predictions on the same batch, or None.
+        targets: The batch's targets.
+        loss: ``training.loss``.
+        distillation: Its ``alpha`` weighs the task loss; ``temperature`` applies to the KL of
+            classifiers only.
+    """
+    if loss == "cross_entropy":
+        return distillation_loss(outputs, teacher_outputs, targets, distillation)
+    hard = resolve_loss(loss)(outputs, targets)
+    if teacher_outputs is None or distillation.alpha == 1.0:
+        return hard
+    soft = F.mse_loss(outputs, teacher_outputs.detach().to(outputs.dtype))
+    return distillation.alpha * hard + (1.0 - distillation.alpha) * soft
