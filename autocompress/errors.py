@@ -34,7 +34,19 @@ def invalid(field: str, value: object, allowed: str | Iterable[object]) -> Confi
     """
     if not isinstance(allowed, str):
         allowed = "one of " + ", ".join(repr(a) for a in allowed)
-    return ConfigError(f"{field}: invalid value {value!r}; allowed: {allowed}")
+    return ConfigError(f"{field}: invalid value {shorten(value)}; allowed: {allowed}")
+
+
+def shorten(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut in the middle when longer than ``limit`` (a 400-digit number)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int over Python's 4300-digit limit on int -> str
+        text = f"<an integer of {getattr(value, 'bit_length', lambda: '?')()} bits>"
+    if len(text) <= limit:
+        return text
+    half = (limit - 5) // 2
+    return f"{text[:half]} ... {text[-half:]}"
 
 
 def unknown_key(field: str, allowed: Iterable[str]) -> ConfigError:

@@ -38,13 +38,35 @@ class PretrainConfig(LRSchedule):
 
 
 @dataclass(frozen=True)
+class StudentConfig:
+    """Another architecture to distil the model into: a zoo name or ``package.module:factory``.
+
+    Every candidate is this architecture (fresh seeded weights, or ``checkpoint``) with the
+    plan applied to its layers, trained by distillation from the recipe's model.
+    """
+
+    name: str = ""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None
+
+    def __post_init__(self):
+        if not self.name:
+            raise invalid("student.name", self.name, "a zoo model name or package.module:fn")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    """The trained model to compress: a zoo name or ``package.module:factory``."""
+    """The trained model to compress: a zoo name or ``package.module:factory``.
+
+    With ``student``, candidates are that architecture instead of compressed copies of this
+    model, which stays the teacher and the baseline.
+    """
 
     name: str = ""
     kwargs: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    student: StudentConfig | None = None
 
 
 @dataclass(frozen=True)

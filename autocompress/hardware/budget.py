@@ -77,8 +77,8 @@ class Budget:
         except ValueError:
             raise ConfigError(f"budget {text!r}: limit {raw!r} is not a number") from None
         if not math.isfinite(limit) or limit < 0:  # inf, 1e999 and nan: every violation NaN
-            raise ConfigError(f"budget {text!r}: invalid limit {raw!r}; allowed: a finite "
-                              "number >= 0")
+            raise ConfigError(f"budget {text!r}: limit must be a number >= 0 and finite, "
+                              f"not {raw!r}")
         if target and metric not in TARGETED:
             timed = ", ".join(sorted(TARGETED & set(METRICS)))
             raise ConfigError(f"budget {text!r}: {metric} does not depend on the hardware "

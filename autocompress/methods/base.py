@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar
 
 from torch import nn
 
+from autocompress.config import scalar
 from autocompress.errors import ConfigError, invalid
 
 PRUNE, FACTORIZE, SPARSIFY, QUANTIZE = 0, 1, 2, 3
@@ -75,30 +76,34 @@ def _field_types(cls: type) -> dict[str, Any]:
 
 
 def _coerce(value: Any, type_: Any, where: str) -> Any:
-    """Coerce ``value`` (possibly a string) to ``type_`` (bool, int, float, str or Optional)."""
+    """Coerce ``value`` (possibly a string, as MLflow params are) to ``type_``, strictly.
+
+    ``type_`` is bool, int, float, str or an Optional of one. Numbers must be finite, ints
+    whole and never bools, bools ``true``/``false``; the rules are :func:`config.scalar`'s.
+    """
     args = typing.get_args(type_)
     if type(None) in args:
         if value is None or value == "None":
             return None
         type_ = next(a for a in args if a is not type(None))
+    parsed = _parse_text(value, type_) if isinstance(value, str) and type_ in (bool, int) else value
     try:
-        if type_ is bool:
-            if isinstance(value, str):
-                if value.lower() not in ("true", "false"):
-                    raise ValueError(value)
-                return value.lower() == "true"
-            return bool(value)
-        if type_ is int:
-            as_float = float(value)
-            if as_float != int(as_float):
-                raise ValueError(value)
-            return int(as_float)
-        if type_ is float:
-            return float(value)
-        return type_(value)
-    except (TypeError, ValueError):
-        kind = getattr(type_, "__name__", type_)
-        raise invalid(where, value, f"a value of type {kind}") from None
+        return scalar(parsed, type_, where)
+    except ConfigError:
+        return scalar(value, type_, where)  # raises again, naming the value as it was given
+
+
+def _parse_text(text: str, type_: type) -> Any:
+    """``"true"`` -> True, ``"4"`` / ``"4.0"`` -> 4 (a text left as is is refused later)."""
+    if type_ is bool:
+        return {"true": True, "false": False}.get(text.strip().lower(), text)
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
 
 
 def check_range(where: str, value: float, low: float, high: float, *, high_open: bool = False):

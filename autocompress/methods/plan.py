@@ -49,22 +49,26 @@ class CompressionPlan:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CompressionPlan:
-        """Build a plan from its dict form; identity choices (ratio 0, 32 bits...) are dropped."""
-        unknown = set(data) - {"layers", *TRAINING}
+        """Build a plan from its dict form; identity choices (ratio 0, 32 bits...) are dropped.
+
+        Raises:
+            PlanError: the plan's structure is wrong (a key, a layer name, a non-mapping).
+            ConfigError: a method's field has a wrong type or value.
+        """
+        if not isinstance(data, Mapping):
+            raise PlanError(f"plan: expected a mapping with keys layers, {', '.join(TRAINING)}; "
+                            f"got {data!r}")
+        unknown = sorted((k for k in data if k not in ("layers", *TRAINING)), key=repr)
         if unknown:
-            key = sorted(unknown)[0]
-            raise PlanError(f"plan: unknown key {key!r}; allowed: layers, {', '.join(TRAINING)}")
+            raise PlanError(f"plan: unknown key {unknown[0]!r}; "
+                            f"allowed: layers, {', '.join(TRAINING)}")
         layers = {}
-        for name, methods in (data.get("layers") or {}).items():
-            configs = [
-                get_method(m, f"layers.{name}").config.from_dict(
-                    {k: x for k, x in (v or {}).items() if k != DEFAULTS}, f"layers.{name}.{m}")
-                for m, v in methods.items()
-                if m != CHOOSE  # the searched choice between alternatives, kept for the record
-            ]
-            configs = sorted((c for c in configs if not c.is_identity()), key=lambda c: c.stage)
+        for name, methods in _mapping(data.get("layers") or {}, "layers").items():
+            if not isinstance(name, str) or not name:
+                raise PlanError(f"layers: invalid layer name {name!r}; allowed: a module name")
+            configs = _layer_configs(name, methods)
             if configs:
-                layers[name] = tuple(configs)
+                layers[name] = configs
         training = {key: config_cls.from_dict(data[key], key)
                     for key, config_cls in TRAINING.items() if data.get(key) is not None}
         return cls(layers, **training)
@@ -88,12 +92,16 @@ class CompressionPlan:
         """Inverse of :meth:`to_params`; keys that are not plan keys are ignored."""
         nested: dict[str, Any] = {}
         for key, value in params.items():
-            parts = key.split(SEP)
+            parts = str(key).split(SEP)
             if parts[0] not in ("layers", *TRAINING):
                 continue
             node = nested
             for part in parts[:-1]:
                 node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise PlanError(f"plan param {key!r}: {part!r} is both a value and a group")
+            if isinstance(node.get(parts[-1]), dict):
+                raise PlanError(f"plan param {key!r}: {parts[-1]!r} is both a value and a group")
             node[parts[-1]] = value
         return cls.from_dict(nested)
 
@@ -119,6 +127,25 @@ class CompressionPlan:
             for n, cs in self.layers.items()
         ]
         return "; ".join(parts) or "uncompressed"
+
+
+def _mapping(value: Any, where: str) -> Mapping[Any, Any]:
+    if not isinstance(value, Mapping):
+        raise PlanError(f"{where}: expected a mapping, got {value!r}")
+    return value
+
+
+def _layer_configs(name: str, methods: Any) -> tuple[MethodConfig, ...]:
+    """One layer's non-identity method configs, in stage order."""
+    configs = []
+    for method, fields in _mapping(methods, f"layers.{name}").items():
+        if method == CHOOSE:  # the searched choice between alternatives, kept for the record
+            continue
+        where = f"layers.{name}.{method}"
+        config_cls = get_method(method, f"layers.{name}").config
+        fields = {k: v for k, v in _mapping(fields or {}, where).items() if k != DEFAULTS}
+        configs.append(config_cls.from_dict(fields, where))
+    return tuple(sorted((c for c in configs if not c.is_identity()), key=lambda c: c.stage))
 
 
 def _check_combination(name: str, configs: tuple[MethodConfig, ...]) -> None:

@@ -28,6 +28,7 @@ from autocompress.hardware.measurement import current_node
 from autocompress.hardware.quiet import quiet_node
 from autocompress.methods import CompressionPlan, apply_plan
 from autocompress.recipe import Recipe
+from autocompress.search.student import build_student
 from autocompress.space import BoundSpace
 from autocompress.training import evaluate
 from autocompress.zoo import DatasetSplits, build_model, load_dataset
@@ -47,6 +48,7 @@ class SearchContext:
     budgets: tuple[Budget, ...]
     latency_table: Any = None  # a LatencyTable when hardware.predict (see search/predictor.py)
     baseline: dict[str, float] | None = None  # its metrics: paired latencies anchor to them
+    student_state: dict[str, torch.Tensor] | None = None  # model.student's initial weights
 
 
 @functools.lru_cache(maxsize=4)
@@ -144,13 +146,14 @@ def _run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> No
     plan = ctx.space.plan(config)
     splits = load_splits(recipe)
     teacher = build_teacher(recipe, ctx.teacher_state)
+    base = teacher if ctx.student_state is None else build_student(recipe, ctx.student_state)
     predicted = None
     if ctx.latency_table is not None:
-        predicted = _screen(plan, teacher, splits, ctx, report, started)
+        predicted = _screen(plan, base, splits, ctx, report, started)
         if predicted is None:
             return  # rejected on its predicted latency: never built
     calibration = _calibration(splits, recipe.training.calibration_samples)
-    student = apply_plan(teacher, plan, splits.val.tensors[0][:1], ctx.output_layers,
+    student = apply_plan(base, plan, splits.val.tensors[0][:1], ctx.output_layers,
                          calibration)
     extra = {"plan": plan.to_dict(), "recipe": recipe.name}  # stored in the artifact
     costs, nodes = measure_on_targets(

@@ -67,7 +67,7 @@ class BoundSpace:
 
     def plan(self, config: Mapping[str, Any]) -> CompressionPlan:
         """The CompressionPlan of a (nested or flat) trial config."""
-        if any(SEP in k for k in config):
+        if any(isinstance(k, str) and SEP in k for k in config):
             return CompressionPlan.from_params(config)
         return CompressionPlan.from_dict({k: v for k, v in config.items()
                                           if k in ("layers", *TRAINING)})

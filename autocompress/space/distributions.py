@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -72,10 +73,10 @@ def parse_distribution(raw: Any, where: str) -> Distribution:
         return Constant(raw)
     if set(raw) == {"choices"}:
         return _parse_choice(raw["choices"], where)
-    unknown = sorted(set(raw) - _RANGE_KEYS)
+    unknown = [k for k in raw if k not in _RANGE_KEYS]
     if unknown or not {"low", "high"} <= set(raw):
         raise ConfigError(
-            f"{where}: invalid distribution keys {sorted(raw)}; allowed: "
+            f"{where}: invalid distribution keys {sorted(raw, key=repr)}; allowed: "
             "{choices: [...]} or {low, high[, step][, log]}"
         )
     return _parse_range(raw, where)
@@ -84,14 +85,21 @@ def parse_distribution(raw: Any, where: str) -> Distribution:
 def _parse_choice(choices: Any, where: str) -> Choice:
     if not isinstance(choices, Sequence) or isinstance(choices, str) or not choices:
         raise invalid(f"{where}.choices", choices, "a non-empty list")
+    for i, value in enumerate(choices):  # what Optuna can store as a categorical value
+        if not (value is None or isinstance(value, (bool, int, str))
+                or isinstance(value, float) and math.isfinite(value)):
+            raise invalid(f"{where}.choices[{i}]", value,
+                          "a finite number, a string, true, false or null")
     return Choice(tuple(choices))
 
 
 def _parse_range(raw: dict, where: str) -> Range:
     for key in ("low", "high", "step"):
         value = raw.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise invalid(f"{where}.{key}", value, "a number")
+        if key == "step" and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+            raise invalid(f"{where}.{key}", value, "a finite number")
     if raw["low"] > raw["high"]:
         raise invalid(f"{where}.low", raw["low"], f"a number <= high ({raw['high']})")
     if raw.get("step") is not None and raw["step"] <= 0:
@@ -100,7 +108,17 @@ def _parse_range(raw: dict, where: str) -> Range:
         raise invalid(f"{where}.log", raw["log"], "true or false")
     if raw.get("log") and raw["low"] <= 0:
         raise invalid(f"{where}.low", raw["low"], "a number > 0 when log is true")
-    return Range(raw["low"], raw["high"], raw.get("step"), raw.get("log", False))
+    dist = Range(raw["low"], raw["high"], raw.get("step"), raw.get("log", False))
+    if dist.log and dist.step is not None and not (dist.is_int() and dist.step == 1):
+        raise invalid(f"{where}.step", dist.step, "no step when log is true (Optuna's rule)")
+    return dist
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def values_of(dist: Distribution) -> list[Any]:

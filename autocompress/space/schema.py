@@ -19,6 +19,8 @@ Identity values (ratio 0, rank_ratio 1, 32 bits) mean "leave the layer as it is"
 from __future__ import annotations
 
 import dataclasses
+import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,13 @@ from autocompress.errors import invalid, unknown_key
 from autocompress.methods import get_method
 from autocompress.methods.base import FACTORIZE, PRUNE, QUANTIZE, SPARSIFY
 from autocompress.methods.plan import TRAINING
-from autocompress.space.distributions import Constant, Distribution, parse_distribution, values_of
+from autocompress.space.distributions import (
+    Constant,
+    Distribution,
+    Range,
+    parse_distribution,
+    values_of,
+)
 
 _RULE_KEYS = {"select", "methods", "choose"}
 NONE = "none"
@@ -71,6 +79,9 @@ class SearchSpace:
         if not isinstance(raw, dict):
             raise invalid("space", raw, "a mapping with keys " + ", ".join(sorted(_TOP_KEYS)))
         _no_unknown(raw, _TOP_KEYS, "space")
+        for key in ("name", "description"):
+            if not isinstance(raw.get(key, ""), str):
+                raise invalid(f"space.{key}", raw[key], "a string")
         rules = raw.get("layers") or []
         if not isinstance(rules, list):
             raise invalid("space.layers", rules, "a list of rules")
@@ -81,7 +92,7 @@ class SearchSpace:
 
 
 def _no_unknown(raw: dict, allowed: set[str], where: str) -> None:
-    unknown = sorted(set(raw) - allowed)
+    unknown = sorted((k for k in raw if k not in allowed), key=repr)
     if unknown:
         raise unknown_key(f"{where}.{unknown[0]}", sorted(allowed))
 
@@ -104,8 +115,19 @@ def _parse_rule(raw: Any, where: str) -> Rule:
     choices = _parse_choose(raw.get("choose") or {}, f"{where}.choose")
     for names in choices.values():  # a chosen method with no knobs runs with its defaults
         knobs.update({m: {} for m in names if m != NONE and m not in knobs})
-    return Rule(_strings(select.get("name"), f"{where}.select.name"),
-                _strings(select.get("type"), f"{where}.select.type"), knobs, choices)
+    names = _strings(select.get("name"), f"{where}.select.name")
+    for pattern in names:
+        _check_pattern(pattern, f"{where}.select.name")
+    return Rule(names, _strings(select.get("type"), f"{where}.select.type"), knobs, choices)
+
+
+def _check_pattern(pattern: str, where: str) -> None:
+    """A ``re:`` pattern must compile (a glob always does)."""
+    if pattern.startswith("re:"):
+        try:
+            re.compile(pattern[3:])
+        except re.error as exc:
+            raise invalid(where, pattern, f"a glob or re:REGEX ({exc})") from None
 
 
 def _parse_choose(raw: Any, where: str) -> dict[str, tuple[str, ...]]:
@@ -141,6 +163,13 @@ def _parse_knobs(config_cls, raw: Any, where: str) -> dict[str, Distribution]:
         raise invalid(where, raw, f"a mapping of knobs {sorted(fields)}")
     _no_unknown(raw, fields, where)
     knobs = {k: parse_distribution(v, f"{where}.{k}") for k, v in raw.items()}
+    hints = typing.get_type_hints(config_cls)
+    for knob, dist in knobs.items():  # Optuna suggests floats from a range that is not integer
+        kinds = {hints[knob], *typing.get_args(hints[knob])}
+        if isinstance(dist, Range) and int in kinds and float not in kinds and not dist.is_int():
+            raise invalid(f"{where}.{knob}", {"low": dist.low, "high": dist.high,
+                                              "step": dist.step},
+                          "an integer range (low, high and step integers) for an integer knob")
     fixed = {k: d.value for k, d in knobs.items() if isinstance(d, Constant)}
     for knob, dist in knobs.items():
         for value in values_of(dist):  # every reachable extreme must make a valid config
