@@ -17,6 +17,7 @@ from autocompress.methods import compressible_layers
 from autocompress.recipe import Recipe
 from autocompress.search.baseline import baseline_metrics, load_or_train
 from autocompress.search.predictor import error_summary, load_table
+from autocompress.search.student import check_feature_pairs, initial_student
 from autocompress.search.trial import SearchContext, load_splits
 from autocompress.space import SearchSpace, bind
 from autocompress.tracking import (
@@ -48,7 +49,11 @@ class SearchSummary:
 
 
 def prepare(recipe: Recipe) -> tuple[SearchContext, dict[str, float], SearchSpace]:
-    """Load data and model, train or load the baseline, bind the space, measure the baseline."""
+    """Load data and model, train or load the baseline, bind the space, measure the baseline.
+
+    The space binds to the layers of ``model.student`` when the recipe has one, else of the
+    trained model; the baseline is always the trained model.
+    """
     if recipe.hardware.target == "analytic":
         raise ConfigError("hardware.target: 'analytic' does not time, and the search minimises "
                           "measured latency; use cpu-torch, cpu-onnxruntime or cuda")
@@ -56,14 +61,17 @@ def prepare(recipe: Recipe) -> tuple[SearchContext, dict[str, float], SearchSpac
     space = SearchSpace.from_yaml(space_path)
     storage = Path(recipe.search.storage).resolve()
     teacher = load_or_train(recipe, storage)
+    student = initial_student(recipe)  # model.student: plans apply to it instead of the teacher
+    base = teacher if student is None else student
+    check_feature_pairs(recipe.training, base, teacher, different=student is not None)
     val = load_splits(recipe).val.tensors[0]
-    layers = compressible_layers(teacher, val[:1])
+    layers = compressible_layers(base, val[:1])
     bound = bind(space, layers)
     outputs = frozenset(layer.name for layer in layers if layer.is_output)
-    table = load_table(recipe, teacher, val[: recipe.hardware.batch_size], storage)
+    table = load_table(recipe, base, val[: recipe.hardware.batch_size], storage)
     baseline = baseline_metrics(teacher, recipe)
     ctx = SearchContext(recipe, teacher.state_dict(), bound, outputs, recipe.parsed_budgets(),
-                        table, baseline)
+                        table, baseline, None if student is None else student.state_dict())
     return ctx, baseline, space
 
 
