@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -27,6 +28,7 @@ from autocompress.methods import (
     find_output_layers,
     get_method,
 )
+from autocompress.methods.lowrank import factorize_linear, max_useful_rank
 from autocompress.methods.quantizers import INT_BITS, channel_view, fake_quantize, init_scale
 from autocompress.testing import build_tiny, example_input
 from autocompress.zoo import build_model
@@ -144,7 +146,8 @@ def test_unknown_layer_is_named(digits):
 def test_svd_on_a_conv_is_refused_naming_the_layer(digits):
     model, x = digits
     plan = CompressionPlan.from_dict({"layers": {"features.3": {"svd": {"rank": 2}}}})
-    with pytest.raises(PlanError, match=r"features\.3: svd applies to Linear, not Conv2d"):
+    with pytest.raises(PlanError,
+                       match=r"features\.3: svd applies to Linear, Embedding, not Conv2d"):
         apply_plan(model, plan, x)
 
 
@@ -399,10 +402,21 @@ def test_importance_picks_the_strongest_channels():
 def test_svd_at_full_rank_reproduces_outputs():
     model = build_tiny("tiny_mlp", hidden=32)  # layer "1" is Linear(16, 32): full rank 16
     x = example_input(model, batch=8)
-    plan = CompressionPlan.from_dict({"layers": {"1": {"svd": {"rank": 16}}}})
-    student = apply_plan(model, plan, x)
+    student = copy.deepcopy(model)
+    student[1] = factorize_linear(model[1], 16)
     assert isinstance(student[1], LowRankLinear) and student[1].rank == 16
     torch.testing.assert_close(student(x), model(x), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("rank", [11, 16])
+def test_svd_that_would_grow_the_layer_is_refused(rank):
+    model = build_tiny("tiny_mlp", hidden=32)  # Linear(16, 32): rank r stores 48 r values
+    x = example_input(model)
+    plan = CompressionPlan.from_dict({"layers": {"1": {"svd": {"rank": rank}}}})
+    with pytest.raises(PlanError, match=r"^1: svd rank .* not fewer than the layer's 512; "
+                                        r"use a rank below 11"):
+        apply_plan(model, plan, x)
+    assert max_useful_rank(32, 16) == 10
 
 
 @pytest.mark.parametrize("rank", [1, 4, 9])

@@ -20,7 +20,7 @@ import copy
 import torch
 from torch import nn
 
-from autocompress.methods.layers import COMPRESSED
+from autocompress.methods.layers import COMPRESSED, embedding_args
 
 
 def deployable(model: nn.Module, dense_circulant: bool = True) -> nn.Module:
@@ -52,6 +52,10 @@ def deploy_layer(module: nn.Module, dense_circulant: bool = True) -> nn.Module |
         else:
             return None
         like = {"device": weight.device, "dtype": weight.dtype}
+        if isinstance(module, nn.Embedding):
+            plain = nn.Embedding(**embedding_args(module), **like)
+            plain.weight.copy_(weight)
+            return plain.eval()
         if isinstance(module, nn.Conv2d):
             plain = nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size,
                               module.stride, module.padding, module.dilation, module.groups,

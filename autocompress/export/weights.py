@@ -45,17 +45,67 @@ def encode_layer(prefix: str, layer) -> tuple[dict[str, torch.Tensor], dict[str,
     if layer.share_bits:
         symbols = keep(layer.indices.cpu().numpy().reshape(-1))
         payload, enc["values"] = encode_stream(symbols, layer.share_bits)
+        enc["bits"] = layer.share_bits
     elif layer.uniform:
         scale, zp = (t.detach().cpu() if t is not None else None for t in layer.quantizer_state())
         codes = weight_codes(w, scale, zp, layer.bits).numpy().reshape(-1)
         payload, enc["values"] = encode_stream(keep(codes), layer.bits)
+        enc["bits"] = layer.bits
     else:
         dtype = torch.float16 if layer.bits == 16 else torch.float32
         tensors[f"{prefix}.values"] = torch.from_numpy(keep(w.numpy().reshape(-1))).to(dtype)
         enc["values"] = {"coding": "raw"}
+        enc["bits"] = layer.bits
         return tensors, enc
     tensors[f"{prefix}.values"] = torch.from_numpy(payload)
     return tensors, enc
+
+
+def check_encoding(prefix: str, enc: dict[str, Any], args: dict[str, Any],
+                   tensors: dict[str, torch.Tensor], where: str = "artifact") -> None:
+    """Refuse an encoding that disagrees with its module's spec or its own tensors.
+
+    The checksum detects damage; this detects a spec edited consistently with a recomputed
+    checksum but not with the data (a layer's ``bits`` changed, a shape altered...).
+    """
+    try:
+        _check_encoding(prefix, enc, args, tensors)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{where}: {prefix}: inconsistent encoding ({exc})") from None
+
+
+def _check_encoding(prefix, enc, args, tensors) -> None:
+    shape = tuple(enc["shape"])
+    expected = _weight_shape(args)
+    if shape != expected:
+        raise ValueError(f"weight shape {shape} but the module's is {expected}")
+    bits = int(args.get("share_bits") or args.get("bits", 32))
+    if int(enc["bits"]) != bits:
+        raise ValueError(f"values coded at {enc['bits']} bits but the module says {bits}")
+    values = enc["values"]
+    if values["coding"] == "fixed" and int(values["bits"]) != bits:
+        raise ValueError(f"codes packed at {values['bits']} bits but the module says {bits}")
+    if values["coding"] == "huffman" and max(values["symbols"], default=0) >= 2**bits:
+        raise ValueError(f"codes up to {max(values['symbols'])} do not fit {bits} bits")
+    if args.get("share_bits"):
+        size = tensors[f"{prefix}.codebook"].numel()
+        if size != 2**bits:
+            raise ValueError(f"codebook of {size} values for {bits}-bit indices")
+    elif values["coding"] != "raw":
+        scale = tensors[f"{prefix}.weight_scale"].numel()
+        channels = shape[0] if args.get("per_channel") else 1
+        if scale != channels:
+            raise ValueError(f"{scale} quantizer steps for {channels} channel(s)")
+
+
+def _weight_shape(args: dict[str, Any]) -> tuple[int, ...]:
+    if "embedding_dim" in args:
+        return args["num_embeddings"], args["embedding_dim"]
+    if "in_features" in args:
+        return args["out_features"], args["in_features"]
+    kernel = args["kernel_size"]
+    kernel = tuple(kernel) if isinstance(kernel, (list, tuple)) else (kernel, kernel)
+    return (args["out_channels"], args["in_channels"] // args["groups"], *kernel)
 
 
 def decode_layer(prefix: str, enc: dict[str, Any], tensors: dict[str, torch.Tensor],

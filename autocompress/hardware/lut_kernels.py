@@ -24,7 +24,8 @@ from torch import nn
 from autocompress.errors import PlanError
 from autocompress.hardware.analytic import hooked_forward
 from autocompress.methods import CompressionPlan, find_output_layers, get_method
-from autocompress.methods.base import PRUNE, ApplyContext, MethodConfig
+from autocompress.methods.apply import check_smaller, weight_count
+from autocompress.methods.base import FACTORIZE, PRUNE, ApplyContext, MethodConfig
 from autocompress.methods.compact import (
     DepthwiseSeparableConv2d,
     GroupedPointwiseConv2d,
@@ -34,8 +35,11 @@ from autocompress.methods.decomposition import CPConv2d, TuckerConv2d
 from autocompress.methods.layers import (
     COMPRESSED,
     CompressedConv2d,
+    CompressedEmbedding,
     CompressedLinear,
+    LowRankEmbedding,
     LowRankLinear,
+    compressed_like,
     leaf_layers,
 )
 from autocompress.methods.structured import CirculantLinear, HashedLinear
@@ -163,6 +167,8 @@ def _embedding(m: nn.Embedding) -> dict[str, Any]:
 _SPECS: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
     CompressedLinear: ("compressed_linear", lambda m: {**_linear(m), **_compression(m)}),
     CompressedConv2d: ("compressed_conv2d", lambda m: {**_conv(m), **_compression(m)}),
+    CompressedEmbedding: ("compressed_embedding",
+                          lambda m: {**_embedding(m), **_compression(m)}),
     nn.Linear: ("linear", _linear),
     nn.Conv2d: ("conv2d", _conv),
     nn.Embedding: ("embedding", _embedding),
@@ -242,7 +248,10 @@ def plan_skeleton(model: nn.Module, plan: CompressionPlan, example: Any) -> nn.M
                 raise PlanError(f"{name}: latency prediction has no structure rule for "
                                 f"{config.method!r}; build the plan and predict the model")
             layer = skeleton.get_submodule(name)
+            before = {name: weight_count(layer)}
             skeleton.set_submodule(name, STRUCTURES[config.method](layer, config, name, plan))
+            if config.stage == FACTORIZE:
+                check_smaller(skeleton, config.method, before)  # as apply_plan refuses
     return skeleton
 
 
@@ -284,6 +293,9 @@ def _geometry(conv: nn.Conv2d) -> dict[str, Any]:
 
 def _svd(layer, config, name, _plan):
     rank = config.rank_for(layer, name)
+    if isinstance(layer, nn.Embedding):
+        return LowRankEmbedding(layer.num_embeddings, rank, layer.embedding_dim,
+                                layer.padding_idx)
     return LowRankLinear(layer.in_features, rank, layer.out_features, layer.bias is not None)
 
 
@@ -324,14 +336,7 @@ def _hashed(layer, config, _name, _plan):
 def _compressed(layer: nn.Module, sparsity: float | None = None, **settings) -> nn.Module:
     """``compress_layer``'s module, unfitted; ``sparsity`` zeroes that share of the mask."""
     merged = {**(layer.compression_args() if isinstance(layer, COMPRESSED) else {}), **settings}
-    if isinstance(layer, nn.Linear):
-        new = CompressedLinear(layer.in_features, layer.out_features, layer.bias is not None,
-                               **merged, calibrate=False)
-    else:
-        geometry = _geometry(layer)
-        new = CompressedConv2d(geometry.pop("in_channels"), geometry.pop("out_channels"),
-                               geometry.pop("kernel_size"), groups=layer.groups, **geometry,
-                               **merged, calibrate=False)
+    new = compressed_like(layer, **merged)
     if getattr(layer, "sparse", False):
         new.mask = layer.mask.clone()
     if sparsity is not None:  # as many zeros as the magnitude threshold leaves
@@ -366,7 +371,7 @@ def _each_leaf(module: nn.Module, name: str, method: str, **settings) -> nn.Modu
     if not leaves:
         raise PlanError(f"{name}: is now a {type(module).__name__} with no Linear / Conv2d "
                         f"weights to {method}")
-    if isinstance(module, (nn.Linear, nn.Conv2d)):
+    if isinstance(module, (nn.Linear, nn.Conv2d, nn.Embedding)):
         return _compressed(module, **settings)
     for leaf_name, leaf in leaves:
         module.set_submodule(leaf_name[len(name) + 1:], _compressed(leaf, **settings))

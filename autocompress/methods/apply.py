@@ -4,22 +4,37 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from autocompress.methods.base import ApplyContext, MethodConfig, get_method
+from autocompress.errors import PlanError
+from autocompress.methods.base import FACTORIZE, ApplyContext, MethodConfig, get_method
+from autocompress.methods.layers import WEIGHTED, overrides_forward
 from autocompress.methods.plan import CompressionPlan
 from autocompress.methods.pruning import coupled_layers
 
-COMPRESSIBLE = (nn.Linear, nn.Conv2d)
+COMPRESSIBLE = WEIGHTED  # Linear, Conv2d, Embedding (and their subclasses)
 
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """A compressible layer of a model, as the search space sees it."""
+    """A compressible layer of a model, as the search space sees it.
+
+    Attributes:
+        name: The module's qualified name.
+        type: Its family, ``Linear``, ``Conv2d`` or ``Embedding`` (what spaces select on).
+        shape: Its weight's shape.
+        is_output: Its output width is the model's.
+        coupled: The layers pruned together with it (residual / concat groups).
+        prunable: It carries its coupled group's prune ratio.
+        cls: Its own class name when it subclasses the family (e.g. a TF-padding conv).
+        custom_forward: The subclass computes differently from the family: only in-place
+            methods (pruning) apply; a replacement would change what the model computes.
+    """
 
     name: str
     type: str
@@ -27,6 +42,12 @@ class LayerInfo:
     is_output: bool
     coupled: tuple[str, ...] = ()
     prunable: bool = True
+    cls: str = ""
+    custom_forward: bool = False
+
+
+def _family(module: nn.Module) -> type[nn.Module]:
+    return next(f for f in COMPRESSIBLE if isinstance(module, f))
 
 
 def _prunable(name: str, coupled: tuple[str, ...], outputs: frozenset[str]) -> bool:
@@ -38,12 +59,17 @@ def compressible_layers(model: nn.Module, example_inputs: Any) -> list[LayerInfo
     """Enumerate the model's Linear and Conv2d layers: shapes, outputs and prune coupling."""
     outputs = find_output_layers(model, example_inputs)
     coupled = coupled_layers(model, example_inputs)
-    return [
-        LayerInfo(name, type(m).__name__, tuple(m.weight.shape), name in outputs,
-                  coupled[name], _prunable(name, coupled[name], outputs))
-        for name, m in model.named_modules()
-        if isinstance(m, COMPRESSIBLE)
-    ]
+    layers = []
+    for name, m in model.named_modules():
+        if not isinstance(m, COMPRESSIBLE):
+            continue
+        family = _family(m)
+        group = coupled.get(name, (name,))
+        layers.append(LayerInfo(
+            name, family.__name__, tuple(m.weight.shape), name in outputs, group,
+            family is not nn.Embedding and _prunable(name, group, outputs),
+            type(m).__name__ if type(m) is not family else "", overrides_forward(m)))
+    return layers
 
 
 def find_output_layers(model: nn.Module, example_inputs: Any) -> frozenset[str]:
@@ -74,9 +100,23 @@ def find_output_layers(model: nn.Module, example_inputs: Any) -> frozenset[str]:
         model.train(was_training)
         for h in hooks:
             h.remove()
-    outs = out if isinstance(out, (tuple, list)) else (out,)
+    outs = output_tensors(out)
     found = {produced[id(o)] for o in outs if id(o) in produced}
     return frozenset(found | _last_layers(outs, produced))
+
+
+def output_tensors(out: Any) -> tuple[torch.Tensor, ...]:
+    """The tensors of a model's output: a tensor, a tuple / list, or a mapping of them.
+
+    Mappings include ``transformers``' ``ModelOutput`` (``logits``, hidden states, ...).
+    """
+    if isinstance(out, torch.Tensor):
+        return (out,)
+    if isinstance(out, Mapping):
+        out = tuple(out.values())
+    if isinstance(out, (tuple, list)):
+        return tuple(t for item in out for t in output_tensors(item))
+    return ()
 
 
 def _last_layers(outs, produced: dict[Any, str]) -> set[str]:
@@ -126,8 +166,25 @@ def apply_plan(
             by_stage[config.stage][config.method][name] = config
     for stage in sorted(by_stage):
         for method, targets in by_stage[stage].items():
+            before = {n: weight_count(student.get_submodule(n)) for n in targets}
             get_method(method).apply(student, targets, ctx)
+            if stage == FACTORIZE:
+                check_smaller(student, method, before)
     return student
+
+
+def weight_count(module: nn.Module) -> int:
+    """Parameters of ``module`` and its children."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def check_smaller(student: nn.Module, method: str, before: dict[str, int]) -> None:
+    """A factorization or filter replacement must not store more weights than the layer."""
+    for name, count in before.items():
+        after = weight_count(student.get_submodule(name))
+        if after > count:
+            raise PlanError(f"{name}: {method} would store {after:,} weights, more than the "
+                            f"layer's {count:,}; choose a smaller rank or structure")
 
 
 def _as_tuple(inputs: Any) -> tuple:

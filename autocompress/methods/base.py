@@ -149,6 +149,12 @@ class Method:
     # True when the replacement keeps its own parameter format (circulant, hashed): later
     # sparsify / quantize / share stages have no Linear or Conv2d weight to act on.
     replaces_weights: bool = False
+    # True when the method changes the layer in place (pruning resizes it) instead of swapping
+    # in a module of its own: the only kind that applies to a subclass overriding forward().
+    in_place: bool = False
+    # fits(config, weight_shape): False when the config would not compress a layer of that
+    # shape (a rank whose factors outgrow it); the space binding keeps such values out.
+    fits: Callable[[MethodConfig, tuple[int, ...]], bool] | None = None
 
 
 def replace_each(model: nn.Module, targets: Mapping[str, MethodConfig],

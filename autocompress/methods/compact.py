@@ -322,8 +322,23 @@ def apply_grouped(model: nn.Module, targets: Mapping[str, GroupedPointwiseConfig
         _replace(model, name, build, config.init, ctx)
 
 
-DEPTHWISE_METHOD = register(Method(DepthwiseSeparableConfig, (nn.Conv2d,), apply_depthwise))
-GROUPED_METHOD = register(Method(GroupedPointwiseConfig, (nn.Conv2d,), apply_grouped))
+def depthwise_fits(config: DepthwiseSeparableConfig, shape: tuple[int, ...]) -> bool:
+    """True when a depthwise-separable replacement of a ``shape`` conv has fewer weights."""
+    c_out, c_in, kh, kw = shape
+    wide = c_in * config.depth_multiplier
+    return kh * kw > 1 and wide * kh * kw + wide * c_out < c_out * c_in * kh * kw
+
+
+def grouped_fits(config: GroupedPointwiseConfig, shape: tuple[int, ...]) -> bool:
+    """True when a grouped + pointwise replacement of a ``shape`` conv can apply."""
+    c_out, c_in, kh, kw = shape
+    return kh * kw > 1 and c_in % config.groups == 0 and c_out % config.groups == 0
+
+
+DEPTHWISE_METHOD = register(Method(DepthwiseSeparableConfig, (nn.Conv2d,), apply_depthwise,
+                                   fits=depthwise_fits))
+GROUPED_METHOD = register(Method(GroupedPointwiseConfig, (nn.Conv2d,), apply_grouped,
+                                 fits=grouped_fits))
 
 __all__ = [
     "DepthwiseSeparableConfig",

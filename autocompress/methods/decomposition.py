@@ -22,6 +22,7 @@ PlanError naming the layer; they are checked before anything is decomposed.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -97,7 +98,37 @@ class TuckerConfig(MethodConfig):
                 raise PlanError(f"{name}: tucker {side}_rank {rank} exceeds the layer's "
                                 f"{channels} {side}put channels")
             ranks.append(rank)
+        _check_smaller(layer, name, tucker_weights(layer, ranks[0], ranks[1]),
+                       f"tucker ranks ({ranks[0]}, {ranks[1]})")
         return ranks[0], ranks[1]
+
+
+def tucker_weights(conv: nn.Conv2d, in_rank: int, out_rank: int) -> int:
+    """Weights of the Tucker-2 factors of ``conv`` (1x1 in, kxk core, 1x1 out)."""
+    return _tucker_weights(tuple(conv.weight.shape), in_rank, out_rank)
+
+
+def _tucker_weights(shape: tuple[int, ...], in_rank: int, out_rank: int) -> int:
+    c_out, c_in, kh, kw = shape
+    return c_in * in_rank + in_rank * out_rank * kh * kw + out_rank * c_out
+
+
+def tucker_fits(config: TuckerConfig, shape: tuple[int, ...]) -> bool:
+    """True when ``config``'s ranks give a conv weight of ``shape`` smaller factors."""
+    if len(shape) != 4:
+        return True
+    c_out, c_in = shape[0], shape[1]
+    in_rank = min(c_in, config.in_rank or _ratio_rank(config.rank_ratio, c_in))
+    out_rank = min(c_out, config.out_rank or _ratio_rank(config.rank_ratio, c_out))
+    return _tucker_weights(shape, in_rank, out_rank) < math.prod(shape)
+
+
+def _check_smaller(conv: nn.Conv2d, name: str, weights: int, what: str) -> None:
+    """Refuse a factorization that does not store fewer weights than the layer."""
+    own = conv.weight.numel()
+    if weights >= own:
+        raise PlanError(f"{name}: {what} store {weights:,} weights, not fewer than the layer's "
+                        f"{own:,} ({tuple(conv.weight.shape)}); use smaller ranks")
 
 
 @dataclass(frozen=True)
@@ -135,6 +166,16 @@ class CPConfig(MethodConfig):
             raise PlanError(f"{name}: cp rank {rank} exceeds the layer's break-even rank {full} "
                             "(beyond it the factorized layer has more weights than the layer)")
         return rank
+
+
+def cp_fits(config: CPConfig, shape: tuple[int, ...]) -> bool:
+    """True when ``config``'s rank gives a conv weight of ``shape`` fewer weights."""
+    if len(shape) != 4:
+        return True
+    c_out, c_in, kh, kw = shape
+    full = max(1, c_in * c_out * kh * kw // (c_in + c_out + kh + kw))
+    rank = config.rank if config.rank is not None else _ratio_rank(config.rank_ratio, full)
+    return rank * (c_in + c_out + kh + kw) <= math.prod(shape)
 
 
 def cp_max_rank(conv: nn.Conv2d) -> int:
@@ -337,8 +378,8 @@ def apply_cp(model: nn.Module, targets: Mapping[str, CPConfig], ctx: ApplyContex
     replace_each(model, targets, lambda conv, c, name: cp_conv(conv, c.rank_for(conv, name)))
 
 
-TUCKER_METHOD = register(Method(TuckerConfig, (nn.Conv2d,), apply_tucker))
-CP_METHOD = register(Method(CPConfig, (nn.Conv2d,), apply_cp))
+TUCKER_METHOD = register(Method(TuckerConfig, (nn.Conv2d,), apply_tucker, fits=tucker_fits))
+CP_METHOD = register(Method(CPConfig, (nn.Conv2d,), apply_cp, fits=cp_fits))
 
 __all__ = [
     "CPConfig",

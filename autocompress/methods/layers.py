@@ -209,46 +209,105 @@ class CompressedConv2d(_CompressedWeight, nn.Conv2d):
         return cls(**args, calibrate=False)
 
 
-COMPRESSED = (CompressedLinear, CompressedConv2d)
+@exportable("CompressedEmbedding")
+class CompressedEmbedding(_CompressedWeight, nn.Embedding):
+    """``nn.Embedding`` with quantized (one step per row) or shared table entries.
+
+    Sparse gradients (``nn.Embedding(sparse=True)``) are not supported: ``sparse`` here is the
+    unstructured-sparsity flag of the compressed weight.
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
+                 max_norm: float | None = None, norm_type: float = 2.0,
+                 scale_grad_by_freq: bool = False, *, bits: int = 32, per_channel: bool = True,
+                 symmetric: bool = True, share_bits: int = 0, sparse: bool = False,
+                 calibrate: bool = True):
+        super().__init__(num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
+                         scale_grad_by_freq)
+        self._init_compression(bits, per_channel, symmetric, share_bits, sparse, calibrate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.embedding(x, self.effective_weight(), self.padding_idx, None, self.norm_type,
+                           self.scale_grad_by_freq, False)
+
+    def export_args(self) -> dict:
+        return {**embedding_args(self), **self.compression_args()}
+
+    @classmethod
+    def from_export_args(cls, args: dict) -> CompressedEmbedding:
+        return cls(**args, calibrate=False)
+
+
+def embedding_args(m: nn.Embedding) -> dict:
+    """Constructor arguments of an embedding table (JSON-able)."""
+    return {"num_embeddings": m.num_embeddings, "embedding_dim": m.embedding_dim,
+            "padding_idx": m.padding_idx, "max_norm": m.max_norm, "norm_type": m.norm_type,
+            "scale_grad_by_freq": m.scale_grad_by_freq}
+
+
+COMPRESSED = (CompressedLinear, CompressedConv2d, CompressedEmbedding)
+# The layer families a compressed layer can stand in for (weight-holding leaves).
+WEIGHTED = (nn.Linear, nn.Conv2d, nn.Embedding)
 # State a compressed layer's artifact replaces by positions and codes (never stored as floats).
 CODED_STATE = ("weight", "mask", "indices")
 
 
+def overrides_forward(module: nn.Module) -> bool:
+    """True when ``module`` subclasses Linear / Conv2d / Embedding and computes differently.
+
+    Such a layer (a TF-"same"-padding conv, say) cannot be swapped for a compressed or
+    factorized one without changing what the model computes; only in-place methods apply.
+    """
+    cls = type(module)
+    for family in WEIGHTED:
+        if isinstance(module, family) and not issubclass(cls, COMPRESSED):
+            return cls.forward is not family.forward or (
+                family is nn.Conv2d and cls._conv_forward is not nn.Conv2d._conv_forward)
+    return False
+
+
+def compressed_like(layer: nn.Module, **settings) -> nn.Module:
+    """An unfitted compressed layer of ``layer``'s geometry (Linear, Conv2d or Embedding)."""
+    if isinstance(layer, nn.Linear):
+        return CompressedLinear(layer.in_features, layer.out_features, layer.bias is not None,
+                                **settings, calibrate=False)
+    if isinstance(layer, nn.Embedding):
+        if layer.sparse and not isinstance(layer, CompressedEmbedding):
+            raise ValueError("embeddings with sparse gradients cannot be compressed")
+        return CompressedEmbedding(**embedding_args(layer), **settings, calibrate=False)
+    return CompressedConv2d(
+        layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
+        padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
+        bias=layer.bias is not None, padding_mode=layer.padding_mode, **settings,
+        calibrate=False,
+    )
+
+
 def compress_layer(layer: nn.Module, **settings) -> nn.Module:
-    """A compressed copy of a Linear / Conv2d with ``settings`` on top of its current ones.
+    """A compressed copy of a Linear / Conv2d / Embedding with ``settings`` on its current ones.
 
     An already compressed layer keeps its mask and other settings unless overridden; the
     quantizer or codebook is then fitted to the (masked) weights.
     """
     current = layer.compression_args() if isinstance(layer, COMPRESSED) else {}
-    merged = {**current, **settings}
-    if isinstance(layer, nn.Linear):
-        new = CompressedLinear(layer.in_features, layer.out_features, layer.bias is not None,
-                               **merged, calibrate=False)
-    else:
-        new = CompressedConv2d(
-            layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
-            padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
-            bias=layer.bias is not None, padding_mode=layer.padding_mode, **merged,
-            calibrate=False,
-        )
+    new = compressed_like(layer, **{**current, **settings})
     with torch.no_grad():
         new.weight.copy_(layer.source_weight() if isinstance(layer, COMPRESSED) else layer.weight)
-        if layer.bias is not None:
+        if getattr(layer, "bias", None) is not None:
             new.bias.copy_(layer.bias)
         if new.sparse:
-            new.mask = layer.mask.clone() if getattr(layer, "sparse", False) else (
+            new.mask = layer.mask.clone() if isinstance(layer, COMPRESSED) and layer.sparse else (
                 layer.weight != 0)
     new.calibrate()
     return new.to(layer.weight.device).train(layer.training)
 
 
 def leaf_layers(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
-    """The Linear / Conv2d layers at or inside ``module`` (replaced layers have several)."""
-    if isinstance(module, (nn.Linear, nn.Conv2d)):
+    """The Linear / Conv2d / Embedding layers at or in ``module`` (replaced layers have several)."""
+    if isinstance(module, WEIGHTED):
         return [(prefix, module)]
     return [(f"{prefix}.{n}" if prefix else n, m) for n, m in module.named_modules()
-            if isinstance(m, (nn.Linear, nn.Conv2d))]
+            if isinstance(m, WEIGHTED)]
 
 
 class LowRankLinear(nn.Module):
@@ -266,3 +325,32 @@ class LowRankLinear(nn.Module):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, rank={self.rank}, "
                 f"out_features={self.out_features}")
+
+
+@exportable("LowRankEmbedding")
+class LowRankEmbedding(nn.Module):
+    """``ids -> proj(embed(ids))``: an embedding table factorized through ``rank`` dimensions.
+
+    ``embed`` is an ``(num_embeddings x rank)`` table and ``proj`` a bias-free
+    ``Linear(rank, embedding_dim)``: the table costs ``rank * (num_embeddings + embedding_dim)``
+    values instead of ``num_embeddings * embedding_dim``.
+    """
+
+    def __init__(self, num_embeddings: int, rank: int, embedding_dim: int,
+                 padding_idx: int | None = None):
+        super().__init__()
+        self.num_embeddings, self.rank, self.embedding_dim = num_embeddings, rank, embedding_dim
+        self.padding_idx = padding_idx
+        self.embed = nn.Embedding(num_embeddings, rank, padding_idx)
+        self.proj = nn.Linear(rank, embedding_dim, bias=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.embed(ids))
+
+    def export_args(self) -> dict:
+        return {"num_embeddings": self.num_embeddings, "rank": self.rank,
+                "embedding_dim": self.embedding_dim, "padding_idx": self.padding_idx}
+
+    def extra_repr(self) -> str:
+        return (f"num_embeddings={self.num_embeddings}, rank={self.rank}, "
+                f"embedding_dim={self.embedding_dim}")

@@ -1,4 +1,4 @@
-"""Low-rank factorization of linear layers by truncated SVD."""
+"""Low-rank factorization of linear layers and embedding tables by truncated SVD."""
 
 from __future__ import annotations
 
@@ -18,12 +18,16 @@ from autocompress.methods.base import (
     register,
     replace_each,
 )
-from autocompress.methods.layers import LowRankLinear
+from autocompress.methods.layers import LowRankEmbedding, LowRankLinear
 
 
 @dataclass(frozen=True)
 class SVDConfig(MethodConfig):
     """Factorize ``W (out x in)`` into ``(out x r)(r x in)`` with the top singular values.
+
+    An embedding table ``(num x dim)`` becomes a ``(num x r)`` table and an ``(r x dim)``
+    projection. A rank at which the factors hold as many values as the layer is refused: the
+    factorization would not make the layer smaller.
 
     Attributes:
         rank_ratio: Rank as a fraction of ``min(in, out)``, rounded, at least 1. 1.0 = full rank.
@@ -43,13 +47,43 @@ class SVDConfig(MethodConfig):
     def is_identity(self) -> bool:
         return self.rank is None and self.rank_ratio >= 1.0
 
-    def rank_for(self, layer: nn.Linear, name: str = "layer") -> int:
-        """The rank this config gives ``layer``; a rank above the layer's is a PlanError."""
-        full = min(layer.in_features, layer.out_features)
+    def rank_for(self, layer: nn.Module, name: str = "layer") -> int:
+        """The rank this config gives ``layer``.
+
+        Raises:
+            PlanError: The rank is above the layer's, or the factors would hold at least as
+                many values as the layer (the factorization would not compress it).
+        """
+        rows, cols = _matrix_shape(layer)
+        full = min(rows, cols)
         rank = self.rank if self.rank is not None else max(1, round(self.rank_ratio * full))
         if rank > full:
             raise PlanError(f"{name}: svd rank {rank} exceeds the layer's full rank {full}")
+        if rank * (rows + cols) >= rows * cols:
+            raise PlanError(
+                f"{name}: svd rank {rank} of a {rows}x{cols} layer stores "
+                f"{rank * (rows + cols):,} values, not fewer than the layer's {rows * cols:,}; "
+                f"use a rank below {max_useful_rank(rows, cols) + 1}")
         return rank
+
+
+def _matrix_shape(layer: nn.Module) -> tuple[int, int]:
+    if isinstance(layer, nn.Embedding):
+        return layer.num_embeddings, layer.embedding_dim
+    return layer.out_features, layer.in_features
+
+
+def svd_fits(config: SVDConfig, shape: tuple[int, ...]) -> bool:
+    """True when ``config`` gives a ``rows x cols`` weight factors smaller than itself."""
+    rows, cols = shape[0], shape[1]
+    full = min(rows, cols)
+    rank = config.rank if config.rank is not None else max(1, round(config.rank_ratio * full))
+    return rank <= max_useful_rank(rows, cols)
+
+
+def max_useful_rank(rows: int, cols: int) -> int:
+    """The largest rank whose two factors hold fewer values than the ``rows x cols`` matrix."""
+    return (rows * cols - 1) // (rows + cols)
 
 
 def factorize_linear(layer: nn.Linear, rank: int) -> LowRankLinear:
@@ -66,10 +100,28 @@ def factorize_linear(layer: nn.Linear, rank: int) -> LowRankLinear:
     return new.to(layer.weight.device).train(layer.training)
 
 
+def factorize_embedding(layer: nn.Embedding, rank: int) -> LowRankEmbedding:
+    """Return the best rank-``rank`` factorization of an embedding table."""
+    w = layer.weight.detach().double()
+    u, s, vh = torch.linalg.svd(w, full_matrices=False)
+    root = s[:rank].sqrt()
+    new = LowRankEmbedding(layer.num_embeddings, rank, layer.embedding_dim, layer.padding_idx)
+    dtype = layer.weight.dtype
+    new.embed.weight.data = (u[:, :rank] * root[None, :]).to(dtype)
+    new.proj.weight.data = (root[:, None] * vh[:rank]).T.contiguous().to(dtype)
+    return new.to(layer.weight.device).train(layer.training)
+
+
+def _factorize(layer: nn.Module, config: SVDConfig, name: str) -> nn.Module:
+    rank = config.rank_for(layer, name)
+    if isinstance(layer, nn.Embedding):
+        return factorize_embedding(layer, rank)
+    return factorize_linear(layer, rank)
+
+
 def apply_svd(model: nn.Module, targets: Mapping[str, SVDConfig], ctx: ApplyContext) -> None:
-    """Replace each target Linear by its low-rank factorization."""
-    replace_each(model, targets,
-                 lambda layer, c, name: factorize_linear(layer, c.rank_for(layer, name)))
+    """Replace each target Linear / Embedding by its low-rank factorization."""
+    replace_each(model, targets, lambda layer, c, name: _factorize(layer, c, name))
 
 
-SVD_METHOD = register(Method(SVDConfig, (nn.Linear,), apply_svd))
+SVD_METHOD = register(Method(SVDConfig, (nn.Linear, nn.Embedding), apply_svd, fits=svd_fits))

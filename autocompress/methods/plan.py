@@ -19,6 +19,7 @@ from autocompress.errors import PlanError
 from autocompress.methods.base import SPARSIFY, STAGE_NAMES, MethodConfig, get_method
 from autocompress.methods.distillation import DistillConfig
 from autocompress.methods.feature_distillation import AttentionTransferConfig, HintConfig
+from autocompress.methods.layers import overrides_forward
 from autocompress.methods.regularizers import SparsityConfig
 
 SEP = "/"
@@ -119,6 +120,11 @@ class CompressionPlan:
                         f"{name}: {config.method} applies to {allowed}, "
                         f"not {type(modules[name]).__name__}"
                     )
+                if overrides_forward(modules[name]) and not get_method(config.method).in_place:
+                    raise PlanError(
+                        f"{name}: {type(modules[name]).__name__} overrides forward(); "
+                        f"{config.method} would replace it with a layer that computes "
+                        "differently (only in-place methods apply: prune)")
 
     def summary(self) -> str:
         """A short human-readable description, one clause per compressed layer."""

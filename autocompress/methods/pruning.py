@@ -183,5 +183,6 @@ def _rounded_ratio(ratio: float, channels: int, round_to: int) -> float:
 
 
 PRUNE_METHOD = register(
-    Method(PruneConfig, (nn.Linear, nn.Conv2d), apply_prune, prunes_outputs=True)
+    Method(PruneConfig, (nn.Linear, nn.Conv2d), apply_prune, prunes_outputs=True,
+           in_place=True)
 )

@@ -63,8 +63,9 @@ def _replace_leaves(model: nn.Module, name: str, **settings) -> None:
     leaves = leaf_layers(model.get_submodule(name), name)
     if not leaves:
         kind = type(model.get_submodule(name)).__name__
-        raise PlanError(f"{name}: is now a {kind} with no Linear / Conv2d weights to quantize "
-                        "or share (a structured replacement stores its own parameters)")
+        raise PlanError(f"{name}: is now a {kind} with no Linear / Conv2d / Embedding weights "
+                        "to quantize or share (a structured replacement stores its own "
+                        "parameters)")
     for leaf_name, leaf in leaves:
         model.set_submodule(leaf_name, compress_layer(leaf, **settings))
 
@@ -82,5 +83,6 @@ def apply_share(model: nn.Module, targets: Mapping[str, ShareConfig], ctx: Apply
         _replace_leaves(model, name, share_bits=c.bits, bits=32)
 
 
-QUANTIZE_METHOD = register(Method(QuantizeConfig, (nn.Linear, nn.Conv2d), apply_quantize))
-SHARE_METHOD = register(Method(ShareConfig, (nn.Linear, nn.Conv2d), apply_share))
+WEIGHTED = (nn.Linear, nn.Conv2d, nn.Embedding)
+QUANTIZE_METHOD = register(Method(QuantizeConfig, WEIGHTED, apply_quantize))
+SHARE_METHOD = register(Method(ShareConfig, WEIGHTED, apply_share))
