@@ -26,7 +26,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except AutocompressError as exc:
-        print(f"autocompress: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # one line, whatever the message wrapped
+        print(f"autocompress: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("autocompress: interrupted", file=sys.stderr)
@@ -135,13 +136,46 @@ def _pick(args: argparse.Namespace) -> int:
     from autocompress.hardware import parse_budgets
     from autocompress.tracking import pick
 
+    output = _output_file(args.output)  # before reading MLflow: fail fast
     budgets = parse_budgets(args.budget)
-    chosen = pick(args.tracking_uri, args.experiment, budgets, args.maximize, args.output,
+    chosen = pick(args.tracking_uri, args.experiment, budgets, args.maximize, None,
                   args.run_id)
+    _write_artifact(args.tracking_uri, chosen.run_id, output)
     metrics = {k: chosen.metrics.get(k) for k in ("accuracy", "latency_ms", "size_kb")}
     print(json.dumps({"trial": chosen.trial_id, "run_id": chosen.run_id,
                       "output": args.output, **metrics}))
     return 0
+
+
+def _output_file(output: str) -> Path:
+    """``--output`` as a path a file can be written to: not a folder, not under a file."""
+    path = Path(output).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"--output {output}: is a folder; give a file path, e.g. "
+                          f"{path / 'model.acz'}")
+    for parent in path.parents:  # the nearest existing ancestor must be a folder
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"--output {output}: {parent} is a file, not a folder")
+            break
+    return path
+
+
+def _write_artifact(uri: str, run_id: str, output: Path) -> None:
+    """Copy the trial's artifact to ``output``; an unwritable output is the user's error."""
+    import shutil
+    import tempfile
+
+    from autocompress.tracking.query import ARTIFACT_NAME, download_artifact
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = download_artifact(uri, run_id, Path(tmp) / ARTIFACT_NAME)
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(local, output)
+        except OSError as exc:
+            raise ConfigError(f"--output {output}: cannot write the artifact: "
+                              f"{exc.strerror or exc}") from None
 
 
 def _inspect(args: argparse.Namespace) -> int:

@@ -9,7 +9,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from autocompress.errors import ConfigError
 from autocompress.recipe import Recipe
 from autocompress.search.trial import load_splits, measure
 from autocompress.training import evaluate
@@ -20,11 +19,10 @@ def load_or_train(recipe: Recipe, storage: Path) -> nn.Module:
     """The recipe's trained model: its checkpoint, or a baseline trained once and cached."""
     model = build_model(recipe.model.name, **recipe.model.kwargs)
     if recipe.model.checkpoint:
+        from autocompress.search.checkpoint import load_checkpoint
+
         path = recipe.resolve(recipe.model.checkpoint)
-        if not path.is_file():
-            raise ConfigError(f"model.checkpoint: file not found: {path}")
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return model.eval()
+        return load_checkpoint(model, path, "model.checkpoint", recipe.model.name).eval()
     cache = storage / f"baseline-{_key(recipe)}.pt"
     if cache.is_file():
         model.load_state_dict(torch.load(cache, map_location="cpu", weights_only=True))

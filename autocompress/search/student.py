@@ -34,14 +34,10 @@ def initial_student(recipe: Recipe) -> nn.Module | None:
         torch.manual_seed(recipe.search.seed)
         student = _build(config)
     if config.checkpoint:
-        path = recipe.resolve(config.checkpoint)
-        if not path.is_file():
-            raise ConfigError(f"model.student.checkpoint: file not found: {path}")
-        try:
-            student.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        except RuntimeError as exc:  # missing / unexpected keys, shape mismatches
-            raise ConfigError(f"model.student.checkpoint: {path} does not fit "
-                              f"{config.name!r}: {' '.join(str(exc).split())}") from None
+        from autocompress.search.checkpoint import load_checkpoint
+
+        load_checkpoint(student, recipe.resolve(config.checkpoint), "model.student.checkpoint",
+                        config.name)
     return student.eval()
 
 

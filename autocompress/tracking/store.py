@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlparse
 
 from autocompress.errors import ConfigError
 
@@ -30,11 +33,71 @@ def artifact_root(uri: str) -> str | None:
     return (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").resolve().as_uri()
 
 
-def client(uri: str) -> MlflowClient:
-    """An MLflow client for ``uri``."""
+def client(uri: str, *, create: bool = False) -> MlflowClient:
+    """An MLflow client for the store at ``uri``, checked to open.
+
+    Reading commands (``pareto``, ``pick``) never create a store or a folder: without
+    ``create``, a local store (a sqlite file, a file-store folder) must already exist.
+
+    Raises:
+        ConfigError: naming the URI, when the store is missing or cannot be opened.
+    """
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=normalize_uri(uri))
+    uri = normalize_uri(uri)
+    if not create:
+        _check_exists(uri)
+    try:
+        c = MlflowClient(tracking_uri=uri)
+        if not create:
+            c.search_experiments(max_results=1)
+    except Exception as exc:  # noqa: BLE001  (any backend failure is the user's URI)
+        raise ConfigError(f"tracking URI {uri!r}: cannot open the MLflow store: "
+                          f"{_first_line(exc)}") from None
+    return c
+
+
+def _check_exists(uri: str) -> None:
+    """Refuse a local store that is not there (MLflow would create it on opening)."""
+    path = _local_path(uri)
+    if path is None:
+        return
+    if is_sqlite(uri) and not _is_mlflow_sqlite(path):
+        raise ConfigError(f"tracking URI {uri!r}: no MLflow store at {path} (reading "
+                          "commands create none); run a search first, or check --tracking-uri")
+    if not is_sqlite(uri) and not path.is_dir():
+        raise ConfigError(f"tracking URI {uri!r}: no MLflow store folder at {path} (reading "
+                          "commands create none); run a search first, or check --tracking-uri")
+
+
+def _local_path(uri: str) -> Path | None:
+    """The file or folder of a local store (sqlite, ``file:`` or a plain path), else None."""
+    if is_sqlite(uri):
+        rest = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
+        return Path(rest) if rest and rest != ":memory:" else None
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme == "" or (len(parsed.scheme) == 1 and uri[1:2] == ":"):  # C:\ paths
+        return Path(uri)
+    return None
+
+
+def _is_mlflow_sqlite(path: Path) -> bool:
+    """True when ``path`` is a sqlite database holding MLflow's tables (opened read-only)."""
+    if not path.is_file():
+        return False
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.Error:
+        return False
+    return "experiments" in tables
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0].strip() if text else type(exc).__name__
 
 
 def init_store(uri: str) -> MlflowClient:
@@ -45,12 +108,17 @@ def init_store(uri: str) -> MlflowClient:
     """
     uri = normalize_uri(uri)
     if is_sqlite(uri):
-        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"tracking.uri: cannot create the folder of {uri!r}: "
+                              f"{exc.strerror or exc}") from None
+    c = client(uri, create=True)
     try:
-        c = client(uri)
         c.search_experiments(max_results=1)
     except Exception as exc:  # noqa: BLE001  (any backend failure is the user's URI)
-        raise ConfigError(f"tracking.uri: cannot open MLflow store {uri!r}: {exc}") from None
+        raise ConfigError(f"tracking.uri: cannot open MLflow store {uri!r}: "
+                          f"{_first_line(exc)}") from None
     return c
 
 
