@@ -43,6 +43,9 @@ def test_missing_recipe_file(tmp_path, capsys):
 
 
 def test_unknown_experiment(tmp_path, capsys):
+    from autocompress.tracking import init_store
+
+    init_store(f"sqlite:///{tmp_path}/m.db")  # reading commands create no store of their own
     code, err = run(capsys, "pareto", "nope", "--tracking-uri", f"sqlite:///{tmp_path}/m.db")
     assert code == 2 and "experiment 'nope' not found" in err
 

@@ -33,11 +33,16 @@ def artifact_root(uri: str) -> str | None:
     return (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").resolve().as_uri()
 
 
-def client(uri: str, *, create: bool = False) -> MlflowClient:
+def client(uri: str, *, create: bool = False, where: str = "tracking URI") -> MlflowClient:
     """An MLflow client for the store at ``uri``, checked to open.
 
     Reading commands (``pareto``, ``pick``) never create a store or a folder: without
     ``create``, a local store (a sqlite file, a file-store folder) must already exist.
+
+    Args:
+        uri: The tracking URI.
+        create: Allow MLflow to create the store (the search does, reading commands do not).
+        where: What the URI is called in errors (``tracking.uri`` for a recipe's).
 
     Raises:
         ConfigError: naming the URI, when the store is missing or cannot be opened.
@@ -52,7 +57,7 @@ def client(uri: str, *, create: bool = False) -> MlflowClient:
         if not create:
             c.search_experiments(max_results=1)
     except Exception as exc:  # noqa: BLE001  (any backend failure is the user's URI)
-        raise ConfigError(f"tracking URI {uri!r}: cannot open the MLflow store: "
+        raise ConfigError(f"{where} {uri!r}: cannot open the MLflow store: "
                           f"{_first_line(exc)}") from None
     return c
 
@@ -113,7 +118,7 @@ def init_store(uri: str) -> MlflowClient:
         except OSError as exc:
             raise ConfigError(f"tracking.uri: cannot create the folder of {uri!r}: "
                               f"{exc.strerror or exc}") from None
-    c = client(uri, create=True)
+    c = client(uri, create=True, where="tracking.uri")
     try:
         c.search_experiments(max_results=1)
     except Exception as exc:  # noqa: BLE001  (any backend failure is the user's URI)
