@@ -178,7 +178,8 @@ def _check_declared(f: dataclasses.Field, value: Any, hint: Any, where: str) -> 
         raise invalid(where, value, options)
     bounds = f.metadata.get("bounds")
     if bounds is not None and value is not None and not bounds.holds(value):
-        raise invalid(where, value, bounds.describe(_kind(_strip_optional(hint))))
+        kinds = {hint, *typing.get_args(hint)}
+        raise invalid(where, value, bounds.describe("a number" if float in kinds else "an integer"))
 
 
 def _strip_optional(hint: Any) -> Any:

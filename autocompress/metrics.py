@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from autocompress.config import bounded
 from autocompress.data.batches import call_model, outputs_of, split_batch
 from autocompress.errors import ConfigError, invalid
 
@@ -48,7 +49,7 @@ class MetricConfig:
     """
 
     name: str = "accuracy"
-    k: int = 5
+    k: int = bounded(5, ge=1)
     direction: str | None = None
 
     def __post_init__(self):

@@ -183,8 +183,8 @@ class TrainingConfig(LRSchedule):
     attention_transfer: AttentionTransferConfig | None = None
     hint: HintConfig | None = None
     sparsity: SparsityConfig | None = None
-    limit_train_batches: int | float | None = None
-    limit_val_batches: int | float | None = None
+    limit_train_batches: int | float | None = bounded(None, gt=0)
+    limit_val_batches: int | float | None = bounded(None, gt=0)
     gradient_clip_val: float | None = bounded(None, gt=0)
     gradient_clip_algorithm: str = choice("norm", CLIP_ALGORITHMS)
     calibration_samples: int = bounded(256, ge=1)

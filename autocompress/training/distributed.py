@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from autocompress.config import bounded
 from autocompress.errors import ConfigError, invalid
 
 if TYPE_CHECKING:
@@ -60,11 +61,11 @@ class DistributedConfig:
             parameter out (none of the built-in methods does; it costs a graph walk per step).
     """
 
-    workers: int = 1
+    workers: int = bounded(1, ge=1)
     strategy: str = field(default="ddp", metadata={"choices": STRATEGIES})
     deepspeed: dict[str, Any] | None = None
     use_gpu: bool = False
-    cpus_per_worker: float = 1.0
+    cpus_per_worker: float = bounded(1.0, gt=0)
     worker_resource: str | None = "trainer"
     find_unused_parameters: bool = False
 
