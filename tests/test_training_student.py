@@ -4,9 +4,10 @@ import shutil
 
 import pytest
 import torch
+import yaml
 
 from autocompress.errors import ConfigError
-from autocompress.export import load_compressed
+from autocompress.export import load_compressed, read_spec
 from autocompress.methods import DistillConfig
 from autocompress.methods.feature_distillation import AttentionTransferConfig, HintConfig
 from autocompress.recipe import StudentConfig, TrainingConfig
@@ -26,15 +27,16 @@ PLAN = {
         "block.3": {"quantize": {"bits": 4}},
         "head.2": {"quantize": {"bits": 8}},
     },
-    "distillation": {"temperature": 4.0, "alpha": 0.5},
-    "attention_transfer": {"pairs": "block.3:features.7", "beta": 100.0},  # across models
+    "distillation": {"temperature": 2.0, "alpha": 0.5},
+    "attention_transfer": {"pairs": "block.3:features.7", "beta": 5.0},  # across models
 }
 
 
 def student_recipe(tmp, student=STUDENT, **training):
     recipe = small_recipe(tmp, epochs=1)
     return recipe.replace(model={"kwargs": {"width": TEACHER_WIDTH}, "student": student},
-                          training={"limit_train_batches": 6, **training})
+                          training={"epochs": 3, "lr": 0.03, "schedule": "cosine",
+                                    "warmup_steps": 5, **training})
 
 
 @pytest.fixture(scope="module")
@@ -85,12 +87,13 @@ def test_a_trial_compresses_the_student_distils_it_and_saves_the_students_artifa
     assert final["status"] == "completed", final.get("reason")
     assert seen["student"] == "TinyResidual" and seen["teacher"] == "ZooNet"
     assert seen["teacher_width"] == TEACHER_WIDTH
-    model = load_compressed(artifact)  # rebuilt from the student's factory, not the teacher's
+    assert read_spec(artifact)["base"]["model"] == STUDENT.name  # not the teacher's factory
+    model = load_compressed(artifact, trust_code=True)  # an import path: rebuilt on trust only
     assert type(model).__name__ == "TinyResidual"
     assert model.block[0].out_channels == 4  # pruned by the plan, half of width 8
     assert evaluate(model, trial_mod.load_splits(ctx.recipe).val) == final["accuracy"]
     assert final["params"] < baseline["params"] / 20
-    assert final["accuracy"] > seen["untrained"]
+    assert final["accuracy"] > max(0.3, seen["untrained"] + 0.15)  # 0.49 here, from 0.11
 
 
 def test_soft_targets_alone_teach_another_architecture_the_teachers_answers(prepared):
@@ -143,3 +146,32 @@ def test_feature_pairs_must_name_layers_of_both_models(prepared, key, pairs, mes
     recipe = student_recipe(tmp, **{key: config})
     with pytest.raises(ConfigError, match=rf"^training\.{key}\.pairs: {message}"):
         prepare(recipe)
+
+
+@pytest.mark.slow
+def test_a_two_trial_search_distils_into_a_narrower_student(tmp_path):
+    from autocompress.search.runner import run_search
+    from autocompress.tracking import load_search
+    from autocompress.tracking.query import download_artifact
+
+    space = tmp_path / "space.yaml"  # mild plans: the point is the student, not the plan
+    space.write_text(yaml.safe_dump({"layers": [
+        {"select": {"type": "Conv2d"}, "methods": {"prune": {"ratio": {"choices": [0.0, 0.25]}},
+                                                   "quantize": {"bits": {"choices": [8, 32]}}}},
+        {"select": {"type": "Linear"}, "methods": {"quantize": {"bits": 8}}},  # size_kb<=60
+    ]}))
+    recipe = student_recipe(tmp_path, StudentConfig("digits_cnn", {"width": 8})).replace(
+        space=str(space), search={"trials": 2, "concurrency": 2, "scheduler": "none"},
+        training={"epochs": 3, "lr": 0.01, "schedule": "cosine", "warmup_steps": 5,
+                  "gradient_clip_val": 5.0, "limit_train_batches": None})
+    summary = run_search(recipe, verbose=0)
+    assert summary.trials == 2 and summary.statuses == {"completed": 2}, summary.statuses
+    record = load_search(recipe.tracking.uri, recipe.experiment, summary.parent_run_id)
+    teacher_params = summary.baseline["params"]
+    for trial in record.trials:  # width 8 instead of 32, before any plan: ~1/5 of the params
+        assert trial.metrics["params"] < teacher_params / 4
+        assert trial.metrics["accuracy"] > 0.6
+    artifact = download_artifact(recipe.tracking.uri, record.trials[0].run_id,
+                                 tmp_path / "best.acz")
+    model = load_compressed(artifact)  # a zoo name: no trust needed
+    assert model._autocompress_base == {"model": "digits_cnn", "kwargs": {"width": 8}}
