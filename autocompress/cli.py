@@ -72,7 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     k = sub.add_parser("pick", help="choose a Pareto model under budgets and write its artifact")
     _tracking_args(k)
     k.add_argument("--budget", action="append", default=[], metavar="EXPR")
-    k.add_argument("--maximize", default="accuracy", help="metric to maximise (default accuracy)")
+    k.add_argument("--maximize", help="metric to maximise (default: the search's quality "
+                                      "metric, in its own direction, e.g. the lowest mse)")
     k.add_argument("--output", required=True, help="where to write the compressed artifact")
     k.set_defaults(func=_pick)
 
@@ -93,6 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--baseline", metavar="RECIPE",
                    help="artifact only: recipe of the uncompressed model to compare with, its "
                         "input and protocol (default: the artifact's base model)")
+    f.add_argument("--trust-code", action="store_true",
+                   help="artifact only: import the base model's import path stored in the file "
+                        "(this RUNS CODE named by the file: only for files you trust; zoo "
+                        "names, and paths the --baseline recipe names, need no trust)")
     f.set_defaults(func=_profile)
     return parser
 
@@ -134,14 +139,21 @@ def _pareto(args: argparse.Namespace) -> int:
 
 def _pick(args: argparse.Namespace) -> int:
     from autocompress.hardware import parse_budgets
-    from autocompress.tracking import pick
+    from autocompress.tracking import load_search, pick
 
     output = _output_file(args.output)  # before reading MLflow: fail fast
-    budgets = parse_budgets(args.budget)
+    try:
+        budgets = parse_budgets(args.budget)
+    except ConfigError as exc:  # perhaps a budget on the search's own (user) metric
+        if "unknown metric" not in str(exc):
+            raise
+        key, mode = load_search(args.tracking_uri, args.experiment, args.run_id).metric
+        budgets = parse_budgets(args.budget, {key: ">=" if mode == "max" else "<="})
     chosen = pick(args.tracking_uri, args.experiment, budgets, args.maximize, None,
                   args.run_id)
     _write_artifact(args.tracking_uri, chosen.run_id, output)
-    metrics = {k: chosen.metrics.get(k) for k in ("accuracy", "latency_ms", "size_kb")}
+    key = load_search(args.tracking_uri, args.experiment, args.run_id).metric[0]
+    metrics = {k: chosen.metrics.get(k) for k in (key, f"test_{key}", "latency_ms", "size_kb")}
     print(json.dumps({"trial": chosen.trial_id, "run_id": chosen.run_id,
                       "output": args.output, **metrics}))
     return 0
@@ -248,7 +260,7 @@ def _profile_subject(args: argparse.Namespace) -> _Subject:
         raise invalid("--batch-size", batch, "an integer >= 1")
     if recipe is not None:
         return _recipe_subject(recipe, profiler, batch)
-    return _artifact_subject(path, reference, profiler, batch)
+    return _artifact_subject(path, reference, profiler, batch, args.trust_code)
 
 
 def _profile_target(args: argparse.Namespace, hardware):
@@ -284,12 +296,14 @@ def _recipe_subject(recipe, profiler, batch: int) -> _Subject:
                     profiler)
 
 
-def _artifact_subject(path: Path, reference, profiler, batch: int) -> _Subject:
+def _artifact_subject(path: Path, reference, profiler, batch: int,
+                      trust_code: bool = False) -> _Subject:
     from autocompress.export import load_compressed, read_spec
     from autocompress.zoo import build_model
 
     try:
-        spec, model = read_spec(path), load_compressed(path)
+        spec = read_spec(path)
+        model = load_compressed(path, trust_code=trust_code or _vouched(spec, reference))
     except ArtifactError as exc:
         raise ArtifactError(f"{exc} (expected a recipe .yaml or an .acz artifact)") from None
     extra = spec.get("extra") or {}
@@ -305,6 +319,15 @@ def _artifact_subject(path: Path, reference, profiler, batch: int) -> _Subject:
                     profiler, spec["base"], extra, baseline, f"{name} (uncompressed)")
 
 
+def _vouched(spec: dict, recipe) -> bool:
+    """True when the artifact's base is an import path that the user's recipe names."""
+    if recipe is None:
+        return False
+    student = getattr(recipe.model, "student", None)
+    names = {recipe.model.name, getattr(student, "name", None)}
+    return spec.get("base", {}).get("model") in names - {None}
+
+
 def _example(model, shape, recipe, batch: int, where: str):
     """A batch for timing: random inputs of the known shape, else the recipe's data."""
     import torch
@@ -315,9 +338,9 @@ def _example(model, shape, recipe, batch: int, where: str):
         return torch.randn(batch, *shape, generator=generator)
     if recipe is None:
         raise ConfigError(f"{where}: cannot tell the model's input shape; pass --baseline RECIPE")
-    from autocompress.zoo import load_dataset
+    from autocompress.search.trial import example_inputs, load_splits
 
-    return load_dataset(recipe.data.name, **recipe.data.kwargs).val.tensors[0][:batch]
+    return example_inputs(model, load_splits(recipe), batch)  # val inputs, never test
 
 
 if __name__ == "__main__":

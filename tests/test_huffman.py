@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from autocompress.export import huffman
 from autocompress.export.huffman import (
     MAX_CODE_LENGTH,
     decode,
@@ -175,3 +176,14 @@ def test_million_symbol_round_trip():
     symbols = np.random.default_rng(7).geometric(0.05, 1_000_000) - 1
     payload, header = encode(symbols)
     np.testing.assert_array_equal(decode(payload, header), symbols)
+
+
+def test_long_streams_record_sync_points_and_refuse_wrong_ones():
+    rng = np.random.default_rng(0)
+    symbols = rng.integers(0, 16, 50_000) ** 2 % 13  # skewed: codes of several lengths
+    payload, header = huffman.encode(symbols)
+    assert len(header["sync"]) == (symbols.size - 1) // huffman.SYNC
+    np.testing.assert_array_equal(huffman.decode(payload, header), symbols)
+    bad = {**header, "sync": [s + 1 for s in header["sync"]]}
+    with pytest.raises(ValueError, match="sync"):
+        huffman.decode(payload, bad)

@@ -18,6 +18,7 @@ MAX_CODE_LENGTH = 24
 """Longest code ever emitted; the decoder reads ``length + 7 <= 32`` bits per window."""
 
 _CHUNK = 1 << 20  # symbols or bit positions per vectorised step, to bound temporaries
+SYNC = 1024  # a long stream records the bit offset of every SYNC-th code ("sync" points)
 
 
 def encode(symbols: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -40,7 +41,11 @@ def encode(symbols: np.ndarray) -> tuple[np.ndarray, dict]:
     if flat.size == 0:
         return np.zeros(0, dtype=np.uint8), header
     codes = _canonical_codes(lengths)
-    return _pack(codes[inverse.ravel()], lengths[inverse.ravel()]), header
+    per_symbol = lengths[inverse.ravel()]
+    if flat.size > 4 * SYNC:  # decoding then walks every stretch at once, not symbol by symbol
+        offsets = np.cumsum(per_symbol) - per_symbol
+        header["sync"] = offsets[SYNC::SYNC].tolist()
+    return _pack(codes[inverse.ravel()], per_symbol), header
 
 
 def decode(payload: np.ndarray, header: dict) -> np.ndarray:
@@ -67,7 +72,17 @@ def decode(payload: np.ndarray, header: dict) -> np.ndarray:
             raise ValueError(f"payload has {data.size} bytes for an empty stream")
         return np.zeros(0, dtype=np.int64)
     order = np.argsort(lengths, kind="stable")
-    return symbols[order][_read_codes(data, lengths, count)]
+    return symbols[order][_read_codes(data, lengths, count, _sync(header, count))]
+
+
+def _sync(header: dict, count: int) -> np.ndarray | None:
+    if "sync" not in header:
+        return None
+    sync = _int_array(header["sync"], "sync")
+    if sync.size != (count - 1) // SYNC or (sync.size and (np.diff(sync).min(initial=1) <= 0
+                                                           or sync[0] <= 0)):
+        raise ValueError(f"header sync must list {(count - 1) // SYNC} increasing offsets")
+    return sync
 
 
 def encoded_bits(symbols: np.ndarray) -> int:
@@ -215,12 +230,16 @@ def _lengths_at(windows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.searchsorted(limits, windows, side="right") + 1
 
 
-def _read_codes(data: np.ndarray, lengths: np.ndarray, count: int) -> np.ndarray:
+def _read_codes(data: np.ndarray, lengths: np.ndarray, count: int,
+                sync: np.ndarray | None = None) -> np.ndarray:
     """Indices, in canonical order, of the first ``count`` codes in ``data``; check the fit."""
     words, width, total = _words(data), int(lengths.max()), 8 * data.size
     if count > total:  # every code takes at least one bit
         raise ValueError(f"payload too short: {data.size} bytes for {count} symbols")
-    starts, end = _code_starts(words, lengths, count, total)
+    if sync is not None and sync.size and sync[-1] >= total:
+        raise ValueError(f"payload too short: sync offset {sync[-1]} past {total} bits")
+    starts, end = (_code_starts(words, lengths, count, total) if sync is None
+                   else _synced_starts(words, lengths, count, sync))
     if starts[-1] >= total or end > total:
         raise ValueError(f"payload too short: {data.size} bytes for {count} symbols")
     windows = _windows(words, starts, width)
@@ -231,6 +250,29 @@ def _read_codes(data: np.ndarray, lengths: np.ndarray, count: int) -> np.ndarray
         raise ValueError(f"payload has {data.size} bytes, its codes fill {(end + 7) // 8}")
     first, _, offset = _canonical_tables(lengths)
     return offset[code_len] + (windows >> (width - code_len)) - first[code_len]
+
+
+def _synced_starts(words: np.ndarray, lengths: np.ndarray, count: int,
+                   sync: np.ndarray) -> tuple[np.ndarray, int]:
+    """Code offsets read from every sync point at once: ``SYNC`` vector steps in all.
+
+    Each stretch must end exactly where the next sync point says it starts.
+    """
+    width, limit = int(lengths.max()), 8 * words.size - 1
+    first_codes, per_length, _ = _canonical_tables(lengths)
+    bounds = (first_codes[1:] + per_length[1:]) << (width - np.arange(1, width + 1))
+    first = np.concatenate([[0], sync]).astype(np.int64)
+    pos, starts = first, np.zeros((first.size, SYNC), dtype=np.int64)
+    for step in range(SYNC):
+        starts[:, step] = pos
+        windows = _windows(words, np.minimum(pos, limit), width)  # the tail reads past the end
+        pos = pos + np.minimum(np.searchsorted(bounds, windows, side="right") + 1, width)
+    if not np.array_equal(pos[:-1], first[1:]):
+        raise ValueError("payload disagrees with its sync offsets")
+    flat = starts.reshape(-1)[:count]
+    tail = (count - 1) % SYNC + 1  # codes read in the last stretch
+    end = int(pos[-1]) if tail == SYNC else int(starts[-1, tail])
+    return flat, end
 
 
 def _code_starts(

@@ -147,8 +147,10 @@ class ProfilingActor:
 
         from autocompress.export.artifact import from_bytes
 
-        model = from_bytes(artifact, "remote profiler artifact")
-        paired = from_bytes(reference, "remote profiler reference") if reference else None
+        # the search's own trial wrote these bytes: its base is the recipe's (trusted) model
+        model = from_bytes(artifact, "remote profiler artifact", trust_code=True)
+        paired = (from_bytes(reference, "remote profiler reference", trust_code=True)
+                  if reference else None)
         measurement = self._profiler(target, options).measure(model, example, reference=paired)
         return measurement, ray.get_runtime_context().get_node_id()
 

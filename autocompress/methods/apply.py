@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from autocompress.errors import PlanError
-from autocompress.methods.base import FACTORIZE, ApplyContext, MethodConfig, get_method
+from autocompress.methods.base import FACTORIZE, PRUNE, ApplyContext, MethodConfig, get_method
 from autocompress.methods.layers import WEIGHTED, overrides_forward
 from autocompress.methods.plan import CompressionPlan
 from autocompress.methods.pruning import coupled_layers
@@ -170,7 +170,24 @@ def apply_plan(
             get_method(method).apply(student, targets, ctx)
             if stage == FACTORIZE:
                 check_smaller(student, method, before)
+        if stage == PRUNE:
+            _check_runs(student, example_inputs, by_stage[stage])
     return student
+
+
+def _check_runs(model: nn.Module, example_inputs: Any, targets) -> None:
+    """Pruning custom modules Torch-Pruning cannot see leaves widths that disagree: say so."""
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(*_as_tuple(example_inputs))
+    except RuntimeError as exc:
+        names = ", ".join(sorted({n for t in targets.values() for n in t}))
+        raise PlanError(f"{names}: after pruning, the model no longer runs ({exc}); a module "
+                        "that holds per-channel state of its own is not resized with them"
+                        ) from None
+    finally:
+        model.train(was_training)
 
 
 def weight_count(module: nn.Module) -> int:
