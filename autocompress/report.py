@@ -12,6 +12,12 @@ from autocompress.methods import CompressionPlan
 COLUMNS = ("accuracy", "latency_ms", "size_kb", "params", "macs")
 
 
+def _columns(search) -> tuple[str, ...]:
+    """The search's quality metric (val, then test) and the cost columns."""
+    key = search.metric[0] if hasattr(search, "metric") else "accuracy"
+    return (key, f"test_{key}", *COLUMNS[1:])
+
+
 def _plan_summary(params: dict[str, str]) -> str:
     try:
         return CompressionPlan.from_params(params).summary()
@@ -28,7 +34,7 @@ def front_json(search, include_all: bool = False) -> dict[str, Any]:
         "hypervolume": search.metrics.get("hypervolume"),
         "trials": [
             {"trial": t.trial_id, "run_id": t.run_id, "status": t.status, "pareto": t.pareto,
-             **{k: t.metrics.get(k) for k in COLUMNS}, "plan": _plan_summary(t.params),
+             **{k: t.metrics.get(k) for k in _columns(search)}, "plan": _plan_summary(t.params),
              **({"failure_reason": t.reason} if t.reason else {})}
             for t in trials
         ],
@@ -42,16 +48,17 @@ def print_front(search, include_all: bool = False, plans: bool = False,
     title = "all trials" if include_all else "Pareto front"
     table = Table(title=f"{title} (search {search.run_id[:8]}, "
                         f"hypervolume {search.metrics.get('hypervolume', float('nan')):.4f})")
-    for name in ("trial", "status", *COLUMNS):
+    columns = _columns(search)
+    for name in ("trial", "status", *columns):
         table.add_column(name, no_wrap=True)
     if plans:
         table.add_column("plan", overflow="fold")
     base = search.baseline()
-    table.add_row("baseline", "-", *(_fmt(base.get(k)) for k in COLUMNS),
+    table.add_row("baseline", "-", *(_fmt(base.get(k)) for k in columns),
                   *(["uncompressed"] if plans else []))
     for t in search.trials if include_all else search.front():
         status = t.status + (" *" if t.pareto else "")
-        table.add_row(t.trial_id, status, *(_fmt(t.metrics.get(k)) for k in COLUMNS),
+        table.add_row(t.trial_id, status, *(_fmt(t.metrics.get(k)) for k in columns),
                       *([_plan_summary(t.params)] if plans else []))
     console.print(table)
 
@@ -63,13 +70,13 @@ def print_summary(summary, console: Console | None = None) -> None:
                   f"{summary.trials} trials {summary.statuses} in {summary.wall_s:.1f}s; "
                   f"{summary.infeasible_s:.1f}s spent on infeasible candidates (never trained)")
     table = Table(title=f"Pareto front (hypervolume {summary.hypervolume:.4f})")
-    for name in ("trial", "accuracy", "latency_ms", "size_kb"):
+    key = getattr(summary, "metric", "accuracy")
+    columns = (key, f"test_{key}", "latency_ms", "size_kb")
+    for name in ("trial", *columns):
         table.add_column(name)
-    b = summary.baseline
-    table.add_row("baseline", _fmt(b["accuracy"]), _fmt(b["latency_ms"]), _fmt(b["size_kb"]))
+    table.add_row("baseline", *(_fmt(summary.baseline.get(k)) for k in columns))
     for row in summary.front:
-        table.add_row(row["trial"], _fmt(row["accuracy"]), _fmt(row["latency_ms"]),
-                      _fmt(row["size_kb"]))
+        table.add_row(row["trial"], *(_fmt(row.get(k)) for k in columns))
     console.print(table)
 
 

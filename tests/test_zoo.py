@@ -143,8 +143,10 @@ def test_digits_split_sizes_and_types():
     assert splits.input_shape == (1, 8, 8)
     x_tr, y_tr = splits.train.tensors
     x_val, y_val = splits.val.tensors
-    assert len(x_tr) + len(x_val) == 1797
+    x_test, _ = splits.test.tensors
+    assert len(x_tr) + len(x_val) + len(x_test) == 1797
     assert len(x_val) == pytest.approx(0.2 * 1797, abs=1)
+    assert len(x_test) == pytest.approx(0.2 * 1797, abs=1)
     assert x_tr.shape[1:] == (1, 8, 8) and x_tr.dtype == torch.float32
     assert y_tr.dtype == torch.int64
     assert 0.0 <= float(x_tr.min()) and float(x_tr.max()) <= 1.0
@@ -167,6 +169,16 @@ def test_digits_split_is_deterministic_by_seed():
     ):
         assert torch.equal(left, right)
     assert not torch.equal(a.val.tensors[0], c.val.tensors[0])
+    assert torch.equal(a.test.tensors[0], c.test.tensors[0])  # the test split is fixed
+
+
+def test_digits_splits_are_disjoint():
+    splits = load_dataset("digits", seed=1)
+    rows = [{tuple(x.flatten().tolist()) for x in getattr(splits, s).tensors[0]}
+            for s in ("train", "val", "test")]
+    # a few digits images are exact duplicates of one another; splits share no more than those
+    assert len(rows[0] & rows[2]) <= 3 and len(rows[1] & rows[2]) <= 3
+    assert sum(map(len, rows)) >= 1797 - 10
 
 
 def test_digits_limit_train():
@@ -244,8 +256,9 @@ def test_mnist_from_root_with_idx_files(tmp_path):
         (raw / f"{prefix}-images-idx3-ubyte").write_bytes(_idx(images))
         (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(_idx(np.arange(n) % 10))
     splits = load_dataset("mnist", root=str(tmp_path))
-    assert len(splits.train) == 7 and len(splits.val) == 3
-    assert splits.train.tensors[0].shape == (7, 1, 28, 28)
+    # validation is carved from the training files (1/12 of them), the t10k files are test
+    assert len(splits.train) == 6 and len(splits.val) == 1 and len(splits.test) == 3
+    assert splits.train.tensors[0].shape == (6, 1, 28, 28)
 
 
 def test_mnist_root_with_bad_file_raises(tmp_path):
@@ -262,7 +275,8 @@ def test_mnist_full():
     assert splits.input_shape == (1, 28, 28)
     x_tr, y_tr = splits.train.tensors
     x_val, y_val = splits.val.tensors
-    assert x_tr.shape == (60000, 1, 28, 28) and x_val.shape == (10000, 1, 28, 28)
+    assert x_tr.shape == (55000, 1, 28, 28) and x_val.shape == (5000, 1, 28, 28)
+    assert splits.test.tensors[0].shape == (10000, 1, 28, 28)
     assert x_tr.dtype == torch.float32 and y_tr.dtype == torch.int64
     assert set(y_tr.unique().tolist()) == set(range(10)) == set(y_val.unique().tolist())
     assert abs(float(x_tr.mean())) < 0.01
@@ -275,7 +289,7 @@ def test_mnist_limit_train_is_deterministic_and_cached_arrays_stay_intact():
     a.train.tensors[0].zero_()  # mutating a result must not corrupt the in-process cache
     b = load_dataset("mnist", limit_train=256, seed=5)
     c = load_dataset("mnist", limit_train=256, seed=6)
-    assert len(b.train) == 256 and len(b.val) == 10000
+    assert len(b.train) == 256 and len(b.val) == 5000 and len(b.test) == 10000
     assert torch.equal(a.train.tensors[1], b.train.tensors[1])
     assert not torch.equal(b.train.tensors[1], c.train.tensors[1])
     assert abs(float(b.train.tensors[0].mean())) < 0.1

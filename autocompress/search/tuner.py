@@ -17,28 +17,32 @@ from autocompress.recipe import Recipe
 from autocompress.search.callbacks import TrackingCallback
 from autocompress.search.searcher import ConstrainedOptunaSearch, make_sampler
 from autocompress.search.trial import SearchContext, run_trial
-from autocompress.tracking import OBJECTIVES, SearchTracker
+from autocompress.tracking import SearchTracker, objectives
 
 
 def make_searcher(recipe: Recipe, ctx: SearchContext) -> ConstrainedOptunaSearch:
-    """Multi-objective Optuna search over the bound space, constraints named after budgets."""
+    """Multi-objective Optuna search over the bound space, constraints named after budgets.
+
+    The objectives are the recipe's quality metric (in its direction), latency and size.
+    """
+    goals = objectives(recipe.metric.key, recipe.metric.mode)
     return ConstrainedOptunaSearch(
         space=ctx.space.sample,
-        metric=list(OBJECTIVES),
-        mode=list(OBJECTIVES.values()),
+        metric=list(goals),
+        mode=list(goals.values()),
         sampler=make_sampler(recipe.search.sampler, recipe.search.seed, recipe.search.trials),
         constraint_names=tuple(str(b) for b in ctx.budgets),
     )
 
 
 def make_scheduler(recipe: Recipe):
-    """ASHA on accuracy over epochs; the final (artifact) report is one step past max epochs."""
+    """ASHA on the quality metric (val) over epochs; the final report is one step past them."""
     if recipe.search.scheduler == "none":
         return FIFOScheduler()
     return ASHAScheduler(
         time_attr="training_iteration",
-        metric="accuracy",
-        mode="max",
+        metric=recipe.metric.key,
+        mode=recipe.metric.mode,
         max_t=recipe.training.epochs + 2,
         grace_period=recipe.search.grace_period,
         reduction_factor=recipe.search.reduction_factor,
@@ -81,6 +85,9 @@ def trainable(config: dict[str, Any], ctx: SearchContext) -> None:
     """The Tune function trainable: one trial, limited to its CPU share."""
     import torch
 
+    from autocompress.search.trial import importable
+
+    importable(ctx.recipe.base_dir)  # the recipe's own modules (model, data, metric)
     torch.set_num_threads(max(1, int(ctx.recipe.search.cpus_per_trial)))
     run_trial(config, ctx, tune_report)
 

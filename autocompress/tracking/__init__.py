@@ -6,7 +6,9 @@ from autocompress.tracking.query import (
     TrialRecord,
     front_of,
     load_search,
+    metric_of,
     normalized_hypervolume,
+    objectives,
     pick,
 )
 from autocompress.tracking.store import init_store, normalize_uri
@@ -20,7 +22,9 @@ __all__ = [
     "front_of",
     "init_store",
     "load_search",
+    "metric_of",
     "normalize_uri",
     "normalized_hypervolume",
+    "objectives",
     "pick",
 ]

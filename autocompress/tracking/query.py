@@ -27,6 +27,26 @@ OBJECTIVES = {"accuracy": "max", "latency_ms": "min", "size_kb": "min"}
 ARTIFACT_NAME = "model.acz"
 
 
+def objectives(metric: str = "accuracy", mode: str = "max") -> dict[str, str]:
+    """The search's objectives: its quality metric (in its direction), latency and size."""
+    return {metric: mode, "latency_ms": "min", "size_kb": "min"}
+
+
+def metric_of(params: Mapping[str, str]) -> tuple[str, str]:
+    """A search's quality metric and its mode, from its run's params.
+
+    Searches recorded before metrics were configurable score accuracy.
+    """
+    from autocompress.metrics import MetricConfig
+
+    if "metric.name" not in params:
+        return "accuracy", "max"
+    direction = params.get("metric.direction")
+    config = MetricConfig(params["metric.name"], int(params.get("metric.k", 5)),
+                          None if direction in (None, "None", "") else direction)
+    return config.key, config.mode
+
+
 @dataclass(frozen=True)
 class TrialRecord:
     """One trial as MLflow holds it."""
@@ -59,10 +79,17 @@ class SearchRecord:
         return {k[len("baseline_"):]: v for k, v in self.metrics.items()
                 if k.startswith("baseline_")}
 
+    @property
+    def metric(self) -> tuple[str, str]:
+        """The search's quality metric and its mode (``max`` or ``min``)."""
+        return metric_of(self.params)
+
     def front(self) -> list[TrialRecord]:
-        """Trials tagged as Pareto members, best accuracy first."""
+        """Trials tagged as Pareto members, best on the search's quality metric first."""
+        key, mode = self.metric
+        sign = -1.0 if mode == "max" else 1.0
         return sorted((t for t in self.trials if t.pareto),
-                      key=lambda t: -t.metrics.get("accuracy", 0.0))
+                      key=lambda t: sign * t.metrics.get(key, -sign * float("inf")))
 
 
 def front_of(trials: Sequence[TrialRecord],
@@ -75,17 +102,27 @@ def front_of(trials: Sequence[TrialRecord],
 
 
 def normalized_hypervolume(trials: Iterable[TrialRecord], baseline: Mapping[str, float],
-                           slack: float = 2.0) -> float:
-    """Hypervolume in baseline units: (-accuracy, latency/baseline, size/baseline).
+                           slack: float = 2.0, metric: str = "accuracy",
+                           mode: str = "max") -> float:
+    """Hypervolume in baseline units: (-quality, latency/baseline, size/baseline).
 
     The reference point is (0, ``slack``, ``slack``): a member adds volume unless it is twice
     as slow or as large as the uncompressed model. The slack absorbs latency noise: candidates
     are timed while other trials train, the baseline before the search starts. A free, perfect
-    model would score ``slack ** 2``.
+    model would score ``slack ** 2`` (with accuracy). A minimised metric (e.g. ``mse``) counts
+    in baseline units too, with reference ``slack``: twice the baseline's error adds nothing.
     """
-    points = [(-t.metrics["accuracy"], t.metrics["latency_ms"] / baseline["latency_ms"],
+    points = [(_quality_coordinate(t.metrics[metric], baseline.get(metric), mode),
+               t.metrics["latency_ms"] / baseline["latency_ms"],
                t.metrics["size_kb"] / baseline["size_kb"]) for t in trials]
-    return hypervolume(points, (0.0, slack, slack)) if points else 0.0
+    reference = (0.0 if mode == "max" else slack, slack, slack)
+    return hypervolume(points, reference) if points else 0.0
+
+
+def _quality_coordinate(value: float, baseline: float | None, mode: str) -> float:
+    if mode == "max":
+        return -value
+    return value / baseline if baseline else value
 
 
 def load_search(uri: str, experiment: str, run_id: str | None = None) -> SearchRecord:
@@ -121,11 +158,13 @@ def _trial(run: Any) -> TrialRecord:
     )
 
 
-def pick(uri: str, experiment: str, budgets: Sequence[Budget], maximize: str = "accuracy",
+def pick(uri: str, experiment: str, budgets: Sequence[Budget], maximize: str | None = None,
          output: str | Path | None = None, run_id: str | None = None) -> TrialRecord:
     """Choose the Pareto member that meets ``budgets`` and is best on ``maximize``.
 
-    Reads MLflow only. When ``output`` is given, the member's compressed artifact is copied there.
+    By default the member best on the search's quality metric (on val), in its direction (the
+    smallest ``mse``, ...); ``maximize`` names another metric to maximise. Reads MLflow only.
+    When ``output`` is given, the member's compressed artifact is copied there.
 
     Raises:
         ConfigError: no member meets the budgets, or the metric is unknown.
@@ -134,6 +173,9 @@ def pick(uri: str, experiment: str, budgets: Sequence[Budget], maximize: str = "
     front = search.front()
     if not front:
         raise ConfigError(f"experiment {experiment!r}: the last search has no Pareto member")
+    key, mode = search.metric
+    sign = -1.0 if maximize is None and mode == "min" else 1.0  # default: its own direction
+    maximize = maximize or key
     if any(maximize not in t.metrics for t in front):
         known = sorted(set.intersection(*(set(t.metrics) for t in front)))
         raise ConfigError(f"--maximize: unknown metric {maximize!r}; allowed: {', '.join(known)}")
@@ -149,7 +191,7 @@ def pick(uri: str, experiment: str, budgets: Sequence[Budget], maximize: str = "
         shown = ", ".join(str(b) for b in budgets)
         raise ConfigError(f"no Pareto member of {experiment!r} meets {shown}; see "
                           f"`autocompress pareto {experiment}`")
-    best = max(ok, key=lambda t: t.metrics[maximize])
+    best = max(ok, key=lambda t: sign * t.metrics[maximize])
     if output is not None:
         download_artifact(uri, best.run_id, output)
     return best

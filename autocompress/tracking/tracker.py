@@ -120,6 +120,10 @@ class SearchTracker:
         """Log one intermediate or final result of a trial."""
         self._log(self._runs[trial_id], metrics=metrics, step=step)
 
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
+        """Log metrics on any run of this search (e.g. ``test_*`` after the search)."""
+        self._log(run_id, metrics=metrics)
+
     def finish_trial(self, trial_id: str, status: str, reason: str = "",
                      artifact: str | None = None) -> None:
         """Close the trial's run with its status, failure reason and model artifact."""
