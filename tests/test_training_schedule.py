@@ -223,3 +223,36 @@ def test_pretraining_takes_the_same_schedule_and_names_its_own_section(tmp_path,
     (training,) = seen
     assert (training.epochs, training.lr, training.schedule, training.warmup_steps,
             training.min_lr) == (2, 0.01, "cosine", 3, 0.001)
+
+
+@pytest.mark.slow
+def test_ray_train_workers_take_the_schedule_and_the_clipping(tmp_path):
+    """Two DDP workers: clipped SGD moves each weight at most lr x clip x steps x 1/(1 - 0.9)."""
+    ray = pytest.importorskip("ray")
+    from autocompress.training import DistributedConfig, fine_tune_distributed
+
+    clip, lr, epochs = 1e-4, 0.05, 2
+    training = TrainingConfig(epochs=epochs, optimizer="sgd", lr=lr, schedule="cosine",
+                              warmup_steps=2, gradient_clip_val=clip, distillation=None)
+    torch.manual_seed(0)
+    student = tiny_mlp()
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    reports = []
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+    try:
+        fine_tune_distributed(student, None, random_splits(), training,
+                              DistributedConfig(workers=2), lambda m, _: reports.append(m),
+                              distillation=None, batch_size=2 * BATCH,
+                              storage_path=str(tmp_path))
+        too_long = TrainingConfig(epochs=1, warmup_steps=50, distillation=None)
+        with pytest.raises(Exception, match=r"training\.warmup_steps: invalid value 50"):
+            fine_tune_distributed(tiny_mlp(), None, random_splits(), too_long,
+                                  DistributedConfig(workers=2), lambda m, _: None,
+                                  distillation=None, batch_size=2 * BATCH,
+                                  storage_path=str(tmp_path))
+    finally:
+        ray.shutdown()
+    assert [m["epochs_trained"] for m in reports] == [1, 2]
+    steps = epochs * 64 // (2 * BATCH)  # each worker steps on its half of the 64 samples
+    moved = max(float((student.state_dict()[k] - v).abs().max()) for k, v in before.items())
+    assert 0 < moved <= lr * clip * steps * 10
