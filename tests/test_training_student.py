@@ -175,3 +175,13 @@ def test_a_two_trial_search_distils_into_a_narrower_student(tmp_path):
                                  tmp_path / "best.acz")
     model = load_compressed(artifact)  # a zoo name: no trust needed
     assert model._autocompress_base == {"model": "digits_cnn", "kwargs": {"width": 8}}
+
+
+def test_the_shipped_student_recipe_parses():
+    from autocompress.recipe import Recipe
+    from tests.helpers import ROOT
+
+    recipe = Recipe.from_yaml(ROOT / "recipes" / "digits_student.yaml")
+    assert recipe.model.student == StudentConfig("digits_cnn", {"width": 8})
+    assert recipe.training.schedule == recipe.model.pretrain.schedule == "cosine"
+    assert recipe.resolve(recipe.space).is_file()
