@@ -49,7 +49,7 @@ def baseline_metrics(model: nn.Module, recipe: Recipe) -> dict[str, float]:
     return {**measure(model, splits, recipe), recipe.metric.key: quality(model, splits, recipe)}
 
 
-def test_metrics(model: nn.Module, recipe: Recipe) -> dict[str, float]:
+def holdout_metrics(model: nn.Module, recipe: Recipe) -> dict[str, float]:
     """``{"test_<metric>": value}`` on the test split; empty when the data have no test split.
 
     Reported only: the test split is evaluated once per model, after the search has chosen.
