@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autocompress.errors import PlanError
-from autocompress.export import load_compressed, read_spec, save_compressed
+from autocompress.export import deployable, load_compressed, read_spec, save_compressed
 from autocompress.methods import CompressionPlan, apply_plan, compressible_layers
 from autocompress.methods.layers import CompressedConv2d, CompressedEmbedding, LowRankEmbedding
 
@@ -144,6 +144,10 @@ def test_bert_embeddings_and_ffn_compress(tmp_path):
     assert isinstance(words, LowRankEmbedding) and isinstance(words.embed, CompressedEmbedding)
     assert loaded.get_submodule("bert.encoder.layer.0.intermediate.dense").out_features == 32
     assert size < float_bytes(model) / 2
+    plain = deployable(loaded)  # what eager targets time: plain layers, weights decoded once
+    assert type(plain.get_submodule("bert.embeddings.word_embeddings.embed")) is nn.Embedding
+    assert type(plain.get_submodule("bert.embeddings.position_embeddings")) is nn.Embedding
+    torch.testing.assert_close(logits(plain, x), logits(loaded, x), atol=1e-5, rtol=1e-4)
 
 
 # --- models written for these tests -----------------------------------------------------
