@@ -14,7 +14,9 @@ from autocompress.hardware.profilers import PROFILERS, Protocol, get_profiler
 from autocompress.methods import DistillConfig
 from autocompress.methods.feature_distillation import AttentionTransferConfig, HintConfig
 from autocompress.methods.regularizers import SparsityConfig
+from autocompress.metrics import MetricConfig
 from autocompress.training.distributed import DistributedConfig
+from autocompress.training.losses import check_loss
 from autocompress.training.schedule import LRSchedule
 
 SAMPLERS = ("tpe", "nsga2", "random")
@@ -71,11 +73,17 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The dataset: a zoo name or ``package.module:function`` returning DatasetSplits."""
+    """The data: a zoo name or ``package.module:function`` returning data of any form.
+
+    The factory may return DataSplits / DatasetSplits, a LightningDataModule, or train, val
+    (and test) Datasets or DataLoaders as a dict or tuple (see :mod:`autocompress.data.load`).
+    ``label_key`` names the targets in dict batches (default: ``labels``, then ``label``).
+    """
 
     name: str = ""
     kwargs: dict[str, Any] = field(default_factory=dict)
     batch_size: int = bounded(64, ge=1)
+    label_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -188,6 +196,8 @@ class TrainingConfig(LRSchedule):
     gradient_clip_val: float | None = bounded(None, gt=0)
     gradient_clip_algorithm: str = choice("norm", CLIP_ALGORITHMS)
     calibration_samples: int = bounded(256, ge=1)
+    # the task's loss: cross_entropy (classification), mse, l1, or package.module:fn(out, y)
+    loss: str = "cross_entropy"
     # Ray Train workers per trial (Lightning DDP, or DeepSpeed ZeRO on GPUs); 1 trains in-trial
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
@@ -251,11 +261,14 @@ class Recipe:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    metric: MetricConfig = field(default_factory=MetricConfig)
     base_dir: str = field(default=".", metadata={"internal": True})  # the recipe's folder
 
     def __post_init__(self):
         check_fields(self)  # types, choices and bounds, also after dataclasses.replace
-        for budget in parse_budgets(self.budgets):  # fail early on a bad expression or target
+        check_loss(self.training.loss)
+        # fail early on a bad expression or target
+        for budget in parse_budgets(self.budgets, self.quality):
             if budget.target and budget.target != self.hardware.target and (
                     budget.target not in self.hardware.targets
                     and budget.target not in PROFILERS):
@@ -305,7 +318,13 @@ class Recipe:
 
     def parsed_budgets(self) -> tuple[Budget, ...]:
         """The budgets as Budget objects; a budget on the default target loses its ``@``."""
-        return tuple(b.on_default(self.hardware.target) for b in parse_budgets(self.budgets))
+        return tuple(b.on_default(self.hardware.target)
+                     for b in parse_budgets(self.budgets, self.quality))
+
+    @property
+    def quality(self) -> dict[str, str]:
+        """The recipe's quality metric and the comparison a budget on it takes."""
+        return {self.metric.key: self.metric.op}
 
     def replace(self, **sections: Any) -> Recipe:
         """A copy with top-level fields replaced; nested dicts update their section."""

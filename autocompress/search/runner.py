@@ -16,16 +16,17 @@ from autocompress.errors import ConfigError
 from autocompress.methods import compressible_layers
 from autocompress.recipe import Recipe
 from autocompress.search.baseline import baseline_metrics, load_or_train
+from autocompress.search.checks import check_recipe
 from autocompress.search.predictor import error_summary, load_table
 from autocompress.search.student import check_feature_pairs, initial_student
-from autocompress.search.trial import SearchContext, load_splits
+from autocompress.search.trial import SearchContext, example_inputs, load_splits
 from autocompress.space import SearchSpace, bind
 from autocompress.tracking import (
-    OBJECTIVES,
     SearchTracker,
     front_of,
     load_search,
     normalized_hypervolume,
+    objectives,
 )
 from autocompress.tracking.store import is_sqlite
 from autocompress.tracking.tracker import TUNE_PATH
@@ -46,6 +47,8 @@ class SearchSummary:
     infeasible_s: float
     setup_s: float = 0.0
     tune_s: float = 0.0
+    metric: str = "accuracy"  # the quality metric's key (val); test_<metric> is in the rows
+    mode: str = "max"
 
 
 def prepare(recipe: Recipe) -> tuple[SearchContext, dict[str, float], SearchSpace]:
@@ -64,11 +67,12 @@ def prepare(recipe: Recipe) -> tuple[SearchContext, dict[str, float], SearchSpac
     student = initial_student(recipe)  # model.student: plans apply to it instead of the teacher
     base = teacher if student is None else student
     check_feature_pairs(recipe.training, base, teacher, different=student is not None)
-    val = load_splits(recipe).val.tensors[0]
-    layers = compressible_layers(base, val[:1])
+    splits = load_splits(recipe)  # timing and tracing inputs come from val, never test
+    layers = compressible_layers(base, example_inputs(base, splits, 1))
     bound = bind(space, layers)
     outputs = frozenset(layer.name for layer in layers if layer.is_output)
-    table = load_table(recipe, base, val[: recipe.hardware.batch_size], storage)
+    table = load_table(recipe, base, example_inputs(base, splits, recipe.hardware.batch_size),
+                       storage)
     baseline = baseline_metrics(teacher, recipe)
     ctx = SearchContext(recipe, teacher.state_dict(), bound, outputs, recipe.parsed_budgets(),
                         table, baseline, None if student is None else student.state_dict())
@@ -87,9 +91,10 @@ def run_search(recipe: Recipe, ray_address: str | None = None, verbose: int = 1,
             instead of starting a new one: finished trials are kept, interrupted ones are
             run again into the MLflow run they already have, and the rest are sampled.
     """
+    started = time.perf_counter()
+    check_recipe(recipe)  # fail fast: before Ray is imported and the MLflow store opens
     import ray
 
-    started = time.perf_counter()
     tracker = SearchTracker(recipe.tracking.uri, recipe.experiment)  # creates the store first
     resumed = tracker.find_unfinished() if resume else None  # fail fast: nothing to resume
     owns_ray = not ray.is_initialized()
@@ -128,7 +133,7 @@ def _search(recipe: Recipe, tracker: SearchTracker, started: float, verbose: int
         tracker.fail_search(f"{type(exc).__name__}: {exc}")
         raise
     tune_s = time.perf_counter() - started - setup_s
-    return _finish(recipe, tracker, baseline, time.perf_counter() - started, setup_s, tune_s)
+    return _finish(ctx, tracker, baseline, time.perf_counter() - started, setup_s, tune_s)
 
 
 def _run_tuner(recipe, ctx, tracker, verbose, restore: str | None) -> None:
@@ -180,13 +185,19 @@ def _init_ray(address: str | None) -> None:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
 
 
-def _finish(recipe: Recipe, tracker: SearchTracker, baseline, wall_s: float, setup_s: float,
-            tune_s: float) -> SearchSummary:
+def _finish(ctx: SearchContext, tracker: SearchTracker, baseline, wall_s: float,
+            setup_s: float, tune_s: float) -> SearchSummary:
+    from autocompress.search.holdout import evaluate_holdout
+
+    recipe, key, mode = ctx.recipe, ctx.recipe.metric.key, ctx.recipe.metric.mode
     record = load_search(tracker.uri, recipe.experiment, tracker.parent_id)
-    front = front_of(record.trials, OBJECTIVES)
+    front = front_of(record.trials, objectives(key, mode))  # chosen on val only
     front_ids = {t.run_id for t in front}
     others = [t.run_id for t in record.trials if t.run_id not in front_ids]
-    hv = normalized_hypervolume(front, baseline)
+    hv = normalized_hypervolume(front, baseline, metric=key, mode=mode)
+    tested = evaluate_holdout(ctx, tracker, sorted(front_ids))  # after choosing: test, once
+    if "baseline" in tested:
+        baseline = {**baseline, f"test_{key}": tested["baseline"]}
     statuses: dict[str, int] = {}
     for t in record.trials:
         statuses[t.status] = statuses.get(t.status, 0) + 1
@@ -202,10 +213,13 @@ def _finish(recipe: Recipe, tracker: SearchTracker, baseline, wall_s: float, set
         **error_summary([t.metrics["latency_predicted_ms"] for t in predicted],
                         [t.metrics["latency_ms"] for t in predicted]),
     })
-    rows = [{"trial": t.trial_id, "run_id": t.run_id, **{k: t.metrics[k] for k in OBJECTIVES}}
-            for t in sorted(front, key=lambda t: -t.metrics["accuracy"])]
+    sign = -1.0 if mode == "max" else 1.0
+    rows = [{"trial": t.trial_id, "run_id": t.run_id,
+             **{k: t.metrics[k] for k in objectives(key, mode)},
+             **({f"test_{key}": tested[t.run_id]} if t.run_id in tested else {})}
+            for t in sorted(front, key=lambda t: sign * t.metrics[key])]
     return SearchSummary(recipe.experiment, tracker.parent_id, baseline, len(record.trials),
-                         statuses, rows, hv, wall_s, infeasible_s, setup_s, tune_s)
+                         statuses, rows, hv, wall_s, infeasible_s, setup_s, tune_s, key, mode)
 
 
 def _recipe_params(recipe: Recipe) -> dict[str, Any]:
@@ -233,13 +247,14 @@ def apply_overrides(recipe: Recipe, **overrides: Any) -> Recipe:
             recipe,
             search=dataclasses.replace(recipe.search, **search),
             tracking=dataclasses.replace(recipe.tracking, **tracking),
-            budgets=_merge_budgets(recipe.budgets, budgets),
+            budgets=_merge_budgets(recipe.budgets, budgets, recipe.quality),
         )
     except TypeError as exc:
         raise ConfigError(str(exc)) from None
 
 
-def _merge_budgets(base: tuple[str, ...], extra: tuple[str, ...]) -> tuple[str, ...]:
+def _merge_budgets(base: tuple[str, ...], extra: tuple[str, ...],
+                   quality: dict[str, str]) -> tuple[str, ...]:
     from autocompress.hardware import parse_budgets
 
-    return tuple(str(b) for b in parse_budgets(base + extra))
+    return tuple(str(b) for b in parse_budgets(base + extra, quality))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import math
 import sys
 import tempfile
@@ -21,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from autocompress.data import DataSplits, as_args, load_data
 from autocompress.export import load_compressed, save_compressed
 from autocompress.hardware import Budget, is_feasible, violations
 from autocompress.hardware.budget import TARGETED, metric_key
@@ -31,7 +33,7 @@ from autocompress.recipe import Recipe
 from autocompress.search.student import build_student
 from autocompress.space import BoundSpace
 from autocompress.training import evaluate
-from autocompress.zoo import DatasetSplits, build_model, load_dataset
+from autocompress.zoo import build_model
 
 ARTIFACT_NAME = "model.acz"
 Report = Callable[[dict[str, Any], "str | None"], None]
@@ -52,13 +54,41 @@ class SearchContext:
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_splits(name: str, kwargs: tuple) -> DatasetSplits:
-    return load_dataset(name, **dict(kwargs))
+def _cached_splits(name: str, kwargs: str, label_key: str | None) -> DataSplits:
+    return load_data(name, json.loads(kwargs), label_key)
 
 
-def load_splits(recipe: Recipe) -> DatasetSplits:
-    """The recipe's dataset, cached per process (reused actors don't load it again)."""
-    return _cached_splits(recipe.data.name, tuple(sorted(recipe.data.kwargs.items())))
+def load_splits(recipe: Recipe) -> DataSplits:
+    """The recipe's data, cached per process (reused actors don't load it again).
+
+    The recipe's folder is importable first (appended to ``sys.path``, in the driver and in
+    every Ray worker), so a data or model module next to the recipe resolves.
+    """
+    importable(recipe.base_dir)
+    kwargs = json.dumps(recipe.data.kwargs, sort_keys=True, default=str)
+    return _cached_splits(recipe.data.name, kwargs, recipe.data.label_key)
+
+
+def importable(folder: str) -> None:
+    """Make modules in ``folder`` importable, after the standard library and site-packages.
+
+    Appended, not prepended: a file in a recipe's folder named like a standard module (e.g.
+    ``timeit.py``) must not shadow it.
+    """
+    folder = str(Path(folder).resolve())
+    if folder not in sys.path:
+        sys.path.append(folder)
+
+
+def quality(model: nn.Module, splits: DataSplits, recipe: Recipe, split: str = "val") -> float:
+    """The recipe's quality metric of ``model`` on ``split`` (val selects; test only reports)."""
+    return evaluate(model, splits.fixed_loader(split), metric=recipe.metric,
+                    label_key=splits.label_key)
+
+
+def example_inputs(model: nn.Module, splits: DataSplits, n: int) -> Any:
+    """``n`` validation inputs as ``model``'s positional arguments (never the test split)."""
+    return as_args(model, splits.example_inputs(n, "val"))
 
 
 def build_teacher(recipe: Recipe, state: dict[str, torch.Tensor]) -> nn.Module:
@@ -79,14 +109,14 @@ def _profiler(hardware, name: str | None = None):
     return _PROFILERS[key]
 
 
-def measure(model: nn.Module, splits: DatasetSplits, recipe: Recipe,
+def measure(model: nn.Module, splits: DataSplits, recipe: Recipe,
             extra: dict | None = None,
             budgets: tuple[Budget, ...] | None = None) -> dict[str, float]:
     """Profile ``model`` on every target (see :func:`measure_on_targets`): metrics only."""
     return measure_on_targets(model, splits, recipe, extra, budgets)[0]
 
 
-def measure_on_targets(model: nn.Module, splits: DatasetSplits, recipe: Recipe,
+def measure_on_targets(model: nn.Module, splits: DataSplits, recipe: Recipe,
                        extra: dict | None = None, budgets: tuple[Budget, ...] | None = None,
                        reference: nn.Module | None = None,
                        baseline: dict[str, float] | None = None,
@@ -100,7 +130,7 @@ def measure_on_targets(model: nn.Module, splits: DatasetSplits, recipe: Recipe,
     latency to the baseline's (:meth:`Measurement.anchored`). Also returns the Ray node each
     target was measured on, as ``{"node/TARGET": node_id}`` (empty ids outside Ray).
     """
-    example = splits.val.tensors[0][: recipe.hardware.batch_size]
+    example = example_inputs(model, splits, recipe.hardware.batch_size)
     baseline = baseline or {}
 
     def on(name: str | None) -> tuple[dict[str, float], str]:
@@ -132,7 +162,8 @@ def run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> Non
         if _is_infrastructure(exc):
             raise
         report({"status": "failed", "reason": f"{type(exc).__name__}: {exc}", "final": 1.0,
-                "feasible": 0.0, "epochs_trained": 0, "accuracy": 0.0,
+                "feasible": 0.0, "epochs_trained": 0,
+                ctx.recipe.metric.key: ctx.recipe.metric.worst,
                 "latency_ms": math.nan, "size_kb": math.nan, "node": current_node()}, None)
 
 
@@ -147,20 +178,21 @@ def _run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> No
     splits = load_splits(recipe)
     teacher = build_teacher(recipe, ctx.teacher_state)
     base = teacher if ctx.student_state is None else build_student(recipe, ctx.student_state)
+    architecture = base  # what the artifact is rebuilt on (base= : nothing in it is imported)
     predicted = None
     if ctx.latency_table is not None:
         predicted = _screen(plan, base, splits, ctx, report, started)
         if predicted is None:
             return  # rejected on its predicted latency: never built
-    calibration = _calibration(splits, recipe.training.calibration_samples)
-    student = apply_plan(base, plan, splits.val.tensors[0][:1], ctx.output_layers,
+    calibration = _calibration(base, splits, recipe.training.calibration_samples)
+    student = apply_plan(base, plan, example_inputs(base, splits, 1), ctx.output_layers,
                          calibration)
     extra = {"plan": plan.to_dict(), "recipe": recipe.name}  # stored in the artifact
     costs, nodes = measure_on_targets(
         student, splits, recipe, extra, ctx.budgets,
         reference=teacher if recipe.hardware.paired and ctx.baseline else None,
         baseline=ctx.baseline)
-    constraints = violations(ctx.budgets, {**costs, "accuracy": 1.0})
+    constraints = _untrained_violations(ctx.budgets, costs, recipe.metric.key)
     base = {**costs, "constraints": constraints, "feasible": float(is_feasible(constraints)),
             "time_profile_s": time.perf_counter() - started, "node": current_node(), **nodes}
     if predicted is not None:
@@ -168,17 +200,18 @@ def _run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> No
                     latency_prediction_error=predicted / costs["latency_ms"] - 1)
     if not is_feasible(constraints):
         with _work(recipe):
-            accuracy = evaluate(student, splits.val)  # cheap, and tells what was given up
-        report({**base, "accuracy": accuracy, "epochs_trained": 0, "final": 1.0,
+            value = quality(student, splits, recipe)  # cheap, and tells what was given up
+        report({**base, recipe.metric.key: value, "epochs_trained": 0, "final": 1.0,
                 "status": "infeasible"}, None)
         return
     _fine_tune(student, teacher, splits, plan, ctx, base, report)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / ARTIFACT_NAME
         size = save_compressed(student, path, extra=extra)  # coded sizes depend on the values
-        with _work(recipe):  # the artifact's accuracy, as users get it
-            accuracy = evaluate(load_compressed(path), splits.val)
-        final = {**costs, "size_bytes": float(size), "size_kb": size / 1024, "accuracy": accuracy}
+        with _work(recipe):  # the artifact's quality, as users get it
+            value = quality(load_compressed(path, base=architecture), splits, recipe)
+        final = {**costs, "size_bytes": float(size), "size_kb": size / 1024,
+                 recipe.metric.key: value}
         constraints = violations(ctx.budgets, final)
         report({**base, **final, "constraints": constraints,
                 "feasible": float(is_feasible(constraints)),
@@ -195,13 +228,20 @@ def _work(recipe: Recipe):
     return quiet_node().work() if recipe.hardware.quiet else contextlib.nullcontext()
 
 
-def _screen(plan: CompressionPlan, teacher: nn.Module, splits: DatasetSplits,
+def _untrained_violations(budgets: tuple[Budget, ...], costs: dict[str, float],
+                          metric: str) -> list[float]:
+    """Budget violations of a candidate before training: its quality budget is not judged yet."""
+    return [0.0 if b.key == metric else v
+            for b, v in zip(budgets, violations(budgets, {**costs, metric: 0.0}), strict=True)]
+
+
+def _screen(plan: CompressionPlan, teacher: nn.Module, splits: DataSplits,
             ctx: SearchContext, report: Report, started: float) -> float | None:
     """The plan's predicted latency, or None after reporting it rejected (never built)."""
     from autocompress.search.predictor import latency_budgets, screen
 
     hw = ctx.recipe.hardware
-    example = splits.val.tensors[0][: hw.batch_size]
+    example = example_inputs(teacher, splits, hw.batch_size)
     predicted, _, rejected = screen(ctx.latency_table, teacher, plan, example, ctx.budgets,
                                     hw.reject_margin)
     if not rejected:
@@ -209,7 +249,8 @@ def _screen(plan: CompressionPlan, teacher: nn.Module, splits: DatasetSplits,
     decided = {id(b) for b in latency_budgets(ctx.budgets)}
     constraints = [b.violation(predicted) if id(b) in decided else 0.0 for b in ctx.budgets]
     report({"status": "infeasible", "predicted_only": 1.0, "final": 1.0, "feasible": 0.0,
-            "epochs_trained": 0, "accuracy": 0.0, "latency_ms": predicted,
+            "epochs_trained": 0, ctx.recipe.metric.key: ctx.recipe.metric.worst,
+            "latency_ms": predicted,
             "latency_predicted_ms": predicted, "size_kb": math.inf,
             "constraints": constraints, "time_profile_s": time.perf_counter() - started,
             "node": current_node(),
@@ -237,20 +278,31 @@ def _fine_tune(student, teacher, splits, plan: CompressionPlan, ctx: SearchConte
 
     from autocompress.training import epoch_result, fine_tune
 
-    class EpochReport(pl.Callback):
-        """Report validation accuracy each epoch so the scheduler can stop weak candidates."""
+    key = recipe.metric.key
 
-        def on_validation_epoch_end(self, trainer, pl_module):
+    class EpochReport(pl.Callback):
+        """Report the validation metric each epoch so the scheduler can stop weak candidates.
+
+        Read at ``on_validation_end``: a metric that is not a mean over samples is logged in
+        the module's own epoch-end hook, which runs after the callbacks' one.
+        """
+
+        def on_validation_end(self, trainer, pl_module):
             if trainer.sanity_checking:
                 return
-            accuracy = float(trainer.callback_metrics["val_accuracy"])
-            report(epoch_result(base, accuracy, trainer.current_epoch + 1), None)
+            result = epoch_result(base, float(trainer.callback_metrics[f"val_{key}"]),
+                                  trainer.current_epoch + 1)
+            result[key] = result.pop("accuracy")  # epoch_result names it accuracy
+            report(result, None)
 
     fine_tune(student, teacher, splits, t, callbacks=[EpochReport()],
-              quiet=recipe.hardware.quiet, **options)
+              quiet=recipe.hardware.quiet, metric=recipe.metric, **options)
 
 
-def _calibration(splits: DatasetSplits, samples: int):
-    """A fixed batch of training data for data-aware methods (importance, least squares)."""
-    x, y = splits.train.tensors
-    return x[:samples], y[:samples]
+def _calibration(model: nn.Module, splits: DataSplits, samples: int):
+    """A fixed batch of training data for data-aware methods (importance, least squares).
+
+    Always the train split: calibration, importance scores and int8 ranges never see val/test.
+    """
+    x, y = splits.sample(samples, "train")
+    return as_args(model, x), y

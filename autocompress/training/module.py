@@ -11,9 +11,10 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from autocompress.data import DataSplits, as_args, as_splits, call_model, outputs_of, split_batch
 from autocompress.errors import PlanError
 from autocompress.hardware.quiet import quiet_node
-from autocompress.methods import DistillConfig, distillation_loss
+from autocompress.methods import DistillConfig
 from autocompress.methods.feature_distillation import (
     AttentionTransferConfig,
     FeatureDistiller,
@@ -21,8 +22,9 @@ from autocompress.methods.feature_distillation import (
 )
 from autocompress.methods.layers import COMPRESSED
 from autocompress.methods.regularizers import SparsityConfig, SparsityRegularizer, select_layers
+from autocompress.metrics import MetricConfig, MetricState, evaluate_metric, metric_state
 from autocompress.recipe import TrainingConfig
-from autocompress.training.evaluate import loader
+from autocompress.training.losses import task_loss
 from autocompress.training.schedule import build_scheduler
 from autocompress.zoo import DatasetSplits
 
@@ -37,7 +39,8 @@ class DistillationModule(pl.LightningModule):
     def __init__(self, student: nn.Module, teacher: nn.Module | None,
                  distillation: DistillConfig | None, training: TrainingConfig,
                  features: FeatureDistiller | None = None,
-                 regularizer: SparsityRegularizer | None = None):
+                 regularizer: SparsityRegularizer | None = None,
+                 metric: MetricConfig | None = None, label_key: str | None = None):
         super().__init__()
         self.student = student
         self._teacher = [teacher.eval().requires_grad_(False)] if teacher is not None else []
@@ -45,6 +48,9 @@ class DistillationModule(pl.LightningModule):
         self.training_config = training
         self.features = features  # attention transfer / hints (its regressors train too)
         self.regularizer = regularizer  # l1 / l0 sparsity penalty (l0 gates train too)
+        self.metric = metric or MetricConfig()  # logged as val_<key> after each validation
+        self.label_key = label_key  # the targets' key in dict batches
+        self._metric_state = metric_state(self.metric)
 
     def on_fit_start(self) -> None:  # noqa: D102
         for teacher in self._teacher:
@@ -54,13 +60,14 @@ class DistillationModule(pl.LightningModule):
         return self.student(x)
 
     def training_step(self, batch, batch_idx):  # noqa: D102
-        x, y = batch
-        logits = self.student(x)
-        teacher_logits = None
+        x, y = split_batch(batch, self.label_key)
+        outputs = outputs_of(call_model(self.student, x))
+        teacher_outputs = None
         if self._teacher and (self.distillation.alpha < 1.0 or self.features is not None):
             with torch.no_grad():
-                teacher_logits = self._teacher[0](x)
-        loss = distillation_loss(logits, teacher_logits, y, self.distillation)
+                teacher_outputs = outputs_of(call_model(self._teacher[0], x))
+        loss = task_loss(outputs, teacher_outputs, y, self.training_config.loss,
+                         self.distillation)
         if self.features is not None:
             loss = loss + self.features.loss()
         if self.regularizer is not None:
@@ -68,10 +75,36 @@ class DistillationModule(pl.LightningModule):
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
+    def on_validation_epoch_start(self) -> None:  # noqa: D102
+        if self._metric_state is not None:
+            self._metric_state.reset()
+
     def validation_step(self, batch, batch_idx):  # noqa: D102
-        x, y = batch
-        correct = (self.student(x).argmax(dim=-1) == y).float().mean()
-        self.log("val_accuracy", correct, on_step=False, on_epoch=True, batch_size=len(y))
+        if self._metric_state is None:  # a user metric reads the whole split at the end
+            return
+        x, y = split_batch(batch, self.label_key)
+        outputs = outputs_of(call_model(self.student, x))
+        if self.metric.decomposable:  # a mean over samples: weighted batch means are exact
+            batch = MetricState(self.metric)
+            batch.update(outputs, y)
+            self.log(f"val_{self.metric.key}", batch.compute(), on_step=False, on_epoch=True,
+                     batch_size=batch.count)
+        else:
+            self._metric_state.update(outputs, y)
+
+    def on_validation_epoch_end(self) -> None:
+        """Log a metric that is not a mean over samples as ``val_<key>``, over the whole split.
+
+        Read it from ``on_validation_end`` (callbacks' epoch-end hooks run before this one).
+        """
+        if self.metric.decomposable:
+            return
+        if self._metric_state is not None:
+            value = self._metric_state.compute()
+        else:
+            value = evaluate_metric(self.student, self.trainer.val_dataloaders, self.metric,
+                                    self.label_key)
+        self.log(f"val_{self.metric.key}", float(value), on_step=False, on_epoch=True)
 
     def configure_optimizers(self):
         """The recipe's optimizer and, when it has one, its per-step learning-rate schedule."""
@@ -110,7 +143,7 @@ def trainer_options(training: TrainingConfig) -> dict[str, Any]:
 def fine_tune(
     student: nn.Module,
     teacher: nn.Module | None,
-    splits: DatasetSplits,
+    splits: DataSplits | DatasetSplits,
     training: TrainingConfig,
     *,
     distillation: DistillConfig | None,
@@ -123,6 +156,7 @@ def fine_tune(
     hint: HintConfig | None = None,
     sparsity: SparsityConfig | None = None,
     output_layers: Iterable[str] = (),
+    metric: MetricConfig | None = None,
 ) -> nn.Module:
     """Fine-tune ``student`` in place for ``epochs`` (default: the recipe's) and return it.
 
@@ -131,13 +165,16 @@ def fine_tune(
     weights at the end (closed channels become exactly zero). ``output_layers`` are never
     regularised. With ``quiet`` every training and validation batch holds this node shared,
     so latency timings on the node wait for it (:mod:`autocompress.hardware.quiet`).
+    ``splits`` may hold data of any form (:class:`~autocompress.data.DataSplits`); the
+    validation split is scored with ``metric`` (default: accuracy), logged as ``val_<key>``.
     """
+    splits = as_splits(splits)
     for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     pl.seed_everything(seed, workers=False, verbose=False)
     module, close = build_module(student, teacher, splits, training, distillation=distillation,
                                  attention=attention, hint=hint, sparsity=sparsity,
-                                 output_layers=output_layers)
+                                 output_layers=output_layers, metric=metric)
     trainer = pl.Trainer(
         max_epochs=epochs or training.epochs,
         accelerator="cpu",
@@ -153,8 +190,8 @@ def fine_tune(
     try:
         trainer.fit(
             module,
-            loader(splits.train, batch_size, shuffle=True, seed=seed),
-            loader(splits.val, 256),
+            splits.loader("train", batch_size, shuffle=True, seed=seed),
+            splits.loader("val", 256),
         )
     finally:
         close()
@@ -186,24 +223,28 @@ class QuietBatches(pl.Callback):
     on_train_batch_end = on_validation_batch_end = on_exception = teardown = _exit
 
 
-def build_module(student: nn.Module, teacher: nn.Module | None, splits: DatasetSplits,
-                 training: TrainingConfig, *, distillation: DistillConfig | None,
+def build_module(student: nn.Module, teacher: nn.Module | None,
+                 splits: DataSplits | DatasetSplits, training: TrainingConfig, *,
+                 distillation: DistillConfig | None,
                  attention: AttentionTransferConfig | None = None,
                  hint: HintConfig | None = None, sparsity: SparsityConfig | None = None,
-                 output_layers: Iterable[str] = ()):
+                 output_layers: Iterable[str] = (), metric: MetricConfig | None = None):
     """The DistillationModule with its feature and sparsity terms, and the closer of its hooks.
 
     Shared by the single-process and the distributed (Ray Train) fine-tuning paths.
     """
+    splits = as_splits(splits)
     student.train()  # students are copies of an eval-mode teacher; Lightning keeps modes as found
     features = regularizer = None
     if teacher is not None and (attention is not None or hint is not None):
         features = FeatureDistiller(student, teacher, attention=attention, hint=hint,
-                                    example_inputs=splits.train.tensors[0][:2])
+                                    example_inputs=as_args(student,
+                                                           splits.example_inputs(2, "train")))
     if sparsity is not None and not sparsity.is_identity():
         _check_gateable(student, sparsity, output_layers)
         regularizer = SparsityRegularizer(student, sparsity, exclude=output_layers)
-    module = DistillationModule(student, teacher, distillation, training, features, regularizer)
+    module = DistillationModule(student, teacher, distillation, training, features, regularizer,
+                                metric=metric, label_key=splits.label_key)
 
     def close() -> None:
         if features is not None:
