@@ -14,6 +14,7 @@ field, with :func:`choice` and :func:`bounded`, so every field added later is ch
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -99,7 +100,7 @@ def build(cls: type[T], raw: Any, where: str) -> T:
         raise invalid(where or _label(cls), raw, "a mapping with keys " + ", ".join(_names(cls)))
     check_keys(cls, raw, where)
     _check_required(cls, raw, where)
-    fields, hints = {f.name: f for f in dataclasses.fields(cls)}, typing.get_type_hints(cls)
+    fields, hints = {f.name: f for f in dataclasses.fields(cls)}, _hints(cls)
     values = {}
     for name, value in raw.items():
         path = f"{where}.{name}" if where else name
@@ -123,7 +124,7 @@ def check_fields(obj: Any, where: str = "") -> None:
     Raises:
         ConfigError: naming the dotted field, the value and what is allowed.
     """
-    hints = typing.get_type_hints(type(obj))
+    hints = _hints(type(obj))
     for f in dataclasses.fields(obj):
         path = f"{where}.{f.name}" if where else f.name
         value = getattr(obj, f.name)
@@ -137,6 +138,12 @@ def check_choices(obj: Any, where: str) -> None:
         options = f.metadata.get("choices")
         if options is not None and getattr(obj, f.name) not in options:
             raise invalid(f"{where}.{f.name}", getattr(obj, f.name), options)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """The resolved type hints of a dataclass (resolving them is slow; classes do not change)."""
+    return typing.get_type_hints(cls)
 
 
 def _label(cls: type) -> str:

@@ -105,7 +105,9 @@ class Budget:
 
     def __str__(self) -> str:
         suffix = f"@{self.target}" if self.target else ""
-        return f"{self.metric}{self.op}{self.limit:g}{suffix}"
+        short = f"{self.limit:g}"  # 60, not 60.0; but never a rounded limit (1000001 -> 1e+06)
+        limit = short if float(short) == self.limit else repr(self.limit)
+        return f"{self.metric}{self.op}{limit}{suffix}"
 
 
 def metric_key(metric: str, target: str | None) -> str:

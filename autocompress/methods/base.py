@@ -56,7 +56,7 @@ class MethodConfig:
         if not isinstance(data, Mapping):
             raise invalid(where, data, f"a mapping of {sorted(_field_types(cls))}")
         types = _field_types(cls)
-        unknown = sorted(set(data) - set(types))
+        unknown = sorted((k for k in data if k not in types), key=repr)
         if unknown:
             raise invalid(f"{where}.{unknown[0]}", data[unknown[0]], f"fields {sorted(types)}")
         values = {k: _coerce(v, types[k], f"{where}.{k}") for k, v in data.items()}
