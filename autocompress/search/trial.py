@@ -177,15 +177,17 @@ def _run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> No
     plan = ctx.space.plan(config)
     splits = load_splits(recipe)
     teacher = build_teacher(recipe, ctx.teacher_state)
-    base = teacher if ctx.student_state is None else build_student(recipe, ctx.student_state)
-    architecture = base  # what the artifact is rebuilt on (base= : nothing in it is imported)
+    # the plan applies to model.student when the recipe has one, else to the teacher itself;
+    # the artifact is rebuilt on it (base=: nothing named in the file is imported)
+    original = teacher if ctx.student_state is None else build_student(recipe,
+                                                                       ctx.student_state)
     predicted = None
     if ctx.latency_table is not None:
-        predicted = _screen(plan, base, splits, ctx, report, started)
+        predicted = _screen(plan, original, splits, ctx, report, started)
         if predicted is None:
             return  # rejected on its predicted latency: never built
-    calibration = _calibration(base, splits, recipe.training.calibration_samples)
-    student = apply_plan(base, plan, example_inputs(base, splits, 1), ctx.output_layers,
+    calibration = _calibration(original, splits, recipe.training.calibration_samples)
+    student = apply_plan(original, plan, example_inputs(original, splits, 1), ctx.output_layers,
                          calibration)
     extra = {"plan": plan.to_dict(), "recipe": recipe.name}  # stored in the artifact
     costs, nodes = measure_on_targets(
@@ -209,7 +211,7 @@ def _run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> No
         path = Path(tmp) / ARTIFACT_NAME
         size = save_compressed(student, path, extra=extra)  # coded sizes depend on the values
         with _work(recipe):  # the artifact's quality, as users get it
-            value = quality(load_compressed(path, base=architecture), splits, recipe)
+            value = quality(load_compressed(path, base=original), splits, recipe)
         final = {**costs, "size_bytes": float(size), "size_kb": size / 1024,
                  recipe.metric.key: value}
         constraints = violations(ctx.budgets, final)
