@@ -166,6 +166,9 @@ def _space(knob):
         ({"layers": [{"select": {"type": "Conv2d"},
                       "methods": {"quantize": {"bits": {"low": 2, "high": 8, "step": 2.5}}}}]},
          "an integer range"),
+        ({"layers": [{"select": {"type": "Conv2d"},
+                      "methods": {"quantize": {"bits": {"low": 8, "high": 16}}}}]},
+         "quantize.bits: invalid value 9"),  # reached inside the range, not at its ends
         ({"layers": [{"select": {"name": "re:(("}, "methods": {}}]}, "a glob or re:REGEX"),
         ({"layers": [], 1: 2}, "space.1: unknown key"),
         ({"name": 5}, "space.name: invalid value 5"),

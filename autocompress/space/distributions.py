@@ -121,10 +121,21 @@ def _finite(value: float) -> bool:
         return False
 
 
+MAX_CHECKED = 1024  # integer ranges up to this many values are validated value by value
+
+
 def values_of(dist: Distribution) -> list[Any]:
-    """The extreme values of a distribution (used to validate them against method configs)."""
+    """The values of a distribution that validation tries against the method's config.
+
+    Every value of a small integer range (e.g. ``bits: {low: 8, high: 16}`` reaches 12, which
+    no quantizer takes), else the extremes: the configs' numeric rules are intervals.
+    """
     if isinstance(dist, Constant):
         return [dist.value]
     if isinstance(dist, Choice):
         return list(dist.choices)
+    if dist.is_int():
+        step = 1 if dist.log else (dist.step or 1)  # Optuna: a log int range has step 1
+        if (dist.high - dist.low) // step < MAX_CHECKED:
+            return list(range(dist.low, dist.high + 1, step))
     return [dist.low, dist.high]
