@@ -50,7 +50,7 @@ def print_front(search, include_all: bool = False, plans: bool = False,
                         f"hypervolume {search.metrics.get('hypervolume', float('nan')):.4f})")
     columns = _columns(search)
     for name in ("trial", "status", *columns):
-        table.add_column(name, no_wrap=True)
+        table.add_column(_header(name), no_wrap=True, min_width=8 if name == "trial" else None)
     if plans:
         table.add_column("plan", overflow="fold")
     base = search.baseline()
@@ -73,11 +73,16 @@ def print_summary(summary, console: Console | None = None) -> None:
     key = getattr(summary, "metric", "accuracy")
     columns = (key, f"test_{key}", "latency_ms", "size_kb")
     for name in ("trial", *columns):
-        table.add_column(name)
+        table.add_column(_header(name))
     table.add_row("baseline", *(_fmt(summary.baseline.get(k)) for k in columns))
     for row in summary.front:
         table.add_row(row["trial"], *(_fmt(row.get(k)) for k in columns))
     console.print(table)
+
+
+def _header(name: str) -> str:
+    """A column's title: ``test`` for the test split's metric (its key is in the JSON)."""
+    return "test" if name.startswith("test_") else name
 
 
 def _fmt(value: Any) -> str:
