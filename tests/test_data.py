@@ -209,3 +209,9 @@ def count_batches(model, loader):
     """A user metric: the number of batches it was given (fn(model, loader) -> float)."""
     assert not model.training
     return float(sum(1 for _ in loader))
+
+
+def loaders():
+    """A data factory returning DataLoaders (used by import path in test_fail_fast)."""
+    data = TensorDataset(torch.randn(8, 1, 8, 8), torch.zeros(8, dtype=torch.long))
+    return DataLoader(data, batch_size=4), DataLoader(data, batch_size=4)

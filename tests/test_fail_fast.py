@@ -141,3 +141,16 @@ def test_the_minilm_bbc_recipe_resolves_its_model_data_and_space():
     check_recipe(recipe)  # builds MiniLM with its weights, tokenizes the headlines
     assert recipe.data.kwargs["seq_len"] == recipe.model.kwargs["seq_len"]
     assert [b.target for b in recipe.parsed_budgets()] == [None, "cpu-onnxruntime"]
+
+
+def test_distributed_fine_tuning_refuses_what_its_workers_cannot_do(tmp_path):
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPACE))
+    raw = {"name": "r", "model": {"name": "digits_cnn", "kwargs": {"width": 4}},
+           "data": {"name": "digits"}, "space": "space.yaml", "base_dir": str(tmp_path),
+           "training": {"distributed": {"workers": 2}}, "metric": {"name": "macro_f1"}}
+    with pytest.raises(ConfigError, match="training.distributed: .*accuracy"):
+        check_recipe(Recipe.from_dict(raw))
+    raw.pop("metric")
+    raw["data"] = {"name": "tests.test_data:loaders"}
+    with pytest.raises(ConfigError, match="training.distributed: .*map-style Dataset"):
+        check_recipe(Recipe.from_dict(raw))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch.utils.data import Dataset
+
 from autocompress.errors import AutocompressError, ConfigError
 from autocompress.recipe import Recipe
 
@@ -50,6 +52,9 @@ def check_recipe(recipe: Recipe) -> None:
                           ) from None
     splits.sample(1, "train")  # a batch can be read and split into inputs and targets
     splits.sample(1, "val")
+    if recipe.training.distributed.enabled and not isinstance(splits.train, Dataset):
+        raise ConfigError("training.distributed: workers shard a map-style Dataset; "
+                          f"data {recipe.data.name!r} gives a {type(splits.train).__name__}")
 
 
 def _check_space(recipe: Recipe) -> None:
