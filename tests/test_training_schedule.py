@@ -256,3 +256,16 @@ def test_ray_train_workers_take_the_schedule_and_the_clipping(tmp_path):
     steps = epochs * 64 // (2 * BATCH)  # each worker steps on its half of the 64 samples
     moved = max(float((student.state_dict()[k] - v).abs().max()) for k, v in before.items())
     assert 0 < moved <= lr * clip * steps * 10
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"gamma": 5.0, "schedule": "step", "step_size": 1.0}, "training.gamma"),
+    ({"min_lr": float("nan"), "schedule": "cosine"}, "training.min_lr"),
+    ({"gradient_clip_val": -1.0}, "training.gradient_clip_val"),
+    ({"lr": 0.0}, "training.lr"),
+])
+def test_configs_built_in_code_are_checked_too(kwargs, field):
+    with pytest.raises(ConfigError, match=rf"^{field}: "):
+        TrainingConfig(**kwargs)
+    with pytest.raises(ConfigError, match=r"^model\.pretrain\.warmup_steps: "):
+        PretrainConfig(warmup_steps=-2)

@@ -20,7 +20,7 @@ from typing import ClassVar
 
 import torch
 
-from autocompress.config import bounded, choice
+from autocompress.config import bounded, check_fields, choice
 from autocompress.errors import ConfigError, invalid
 
 SCHEDULES = ("none", "cosine", "linear", "step")
@@ -57,6 +57,7 @@ class LRSchedule:
     min_lr: float = bounded(0.0, ge=0)
 
     def __post_init__(self):
+        check_fields(self, self.section)  # each field's type and range, also when built in code
         self._check_schedule()
 
     def _check_schedule(self) -> None:
