@@ -136,6 +136,14 @@ def test_a_student_checkpoint_is_loaded_and_one_that_does_not_fit_is_refused(tmp
         initial_student(missing)
 
 
+def test_a_student_with_other_outputs_is_refused_before_any_trial(prepared):
+    tmp, _ = prepared
+    five = StudentConfig(STUDENT.name, {**STUDENT.kwargs, "num_classes": 5})
+    with pytest.raises(ConfigError, match=r"^model\.student: its outputs have shape \(2, 5\), "
+                                          r"the teacher's \(2, 10\)"):
+        prepare(student_recipe(tmp, five))
+
+
 @pytest.mark.parametrize("key, pairs, message", [
     ("hint", "block.3:features.99", r"'features\.99' is not a layer of the teacher"),
     ("attention_transfer", "features.3", r"'features\.3' is not a layer of the student"),

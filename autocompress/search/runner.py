@@ -18,7 +18,7 @@ from autocompress.recipe import Recipe
 from autocompress.search.baseline import baseline_metrics, load_or_train
 from autocompress.search.checks import check_recipe
 from autocompress.search.predictor import error_summary, load_table
-from autocompress.search.student import check_feature_pairs, initial_student
+from autocompress.search.student import check_student, initial_student
 from autocompress.search.trial import SearchContext, example_inputs, load_splits
 from autocompress.space import SearchSpace, bind
 from autocompress.tracking import (
@@ -66,8 +66,9 @@ def prepare(recipe: Recipe) -> tuple[SearchContext, dict[str, float], SearchSpac
     teacher = load_or_train(recipe, storage)
     student = initial_student(recipe)  # model.student: plans apply to it instead of the teacher
     base = teacher if student is None else student
-    check_feature_pairs(recipe.training, base, teacher, different=student is not None)
     splits = load_splits(recipe)  # timing and tracing inputs come from val, never test
+    check_student(recipe.training, base, teacher, example_inputs(base, splits, 2),
+                  different=student is not None)
     layers = compressible_layers(base, example_inputs(base, splits, 1))
     bound = bind(space, layers)
     outputs = frozenset(layer.name for layer in layers if layer.is_output)

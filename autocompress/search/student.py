@@ -12,10 +12,12 @@ artifacts name the student's factory as their base.
 from __future__ import annotations
 
 import difflib
+from typing import Any
 
 import torch
 from torch import nn
 
+from autocompress.data import call_model, outputs_of
 from autocompress.errors import ConfigError
 from autocompress.recipe import Recipe, StudentConfig, TrainingConfig
 from autocompress.zoo import build_model
@@ -50,6 +52,32 @@ def build_student(recipe: Recipe, state: dict[str, torch.Tensor]) -> nn.Module:
 
 def _build(config: StudentConfig) -> nn.Module:
     return build_model(config.name, **config.kwargs)
+
+
+def check_student(training: TrainingConfig, student: nn.Module, teacher: nn.Module,
+                  inputs: Any, different: bool) -> None:
+    """Refuse, in the driver, a student its teacher cannot teach (see the checks below).
+
+    Args:
+        training: The recipe's training section.
+        student: The model the plans apply to (the student, or the teacher itself).
+        teacher: The model distilled from.
+        inputs: A small batch of model inputs both models accept.
+        different: Whether the student is another architecture.
+
+    Raises:
+        ConfigError: Feature pairs name a missing layer, or the two models' outputs differ in
+            shape (softened-logit distillation compares them element by element).
+    """
+    check_feature_pairs(training, student, teacher, different)
+    if not different:
+        return
+    with torch.no_grad():
+        shapes = [tuple(outputs_of(call_model(m, inputs)).shape) for m in (student, teacher)]
+    if shapes[0] != shapes[1]:
+        raise ConfigError(f"model.student: its outputs have shape {shapes[0]}, the teacher's "
+                          f"{shapes[1]}; distillation needs the same outputs (e.g. the same "
+                          "num_classes in model.student.kwargs)")
 
 
 def check_feature_pairs(training: TrainingConfig, student: nn.Module, teacher: nn.Module,
