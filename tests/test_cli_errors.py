@@ -152,3 +152,9 @@ def test_a_plain_state_dict_loads(tmp_path):
     torch.save(torch.nn.Linear(2, 3).state_dict(), path)
     state = load_state_dict_file(path, "model.checkpoint")
     assert set(state) == {"weight", "bias"} and state["weight"].shape == (3, 2)
+
+
+def test_pareto_unknown_run_id(store, capsys):
+    err = one_line_error(*run(capsys, "pareto", "exp", "--tracking-uri", store,
+                              "--run-id", "bogus")[:2])
+    assert "--run-id 'bogus': no search run of that id in experiment 'exp'" in err

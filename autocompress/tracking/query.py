@@ -136,12 +136,24 @@ def load_search(uri: str, experiment: str, run_id: str | None = None) -> SearchR
             raise ConfigError(f"experiment {experiment!r} holds no search run")
         parent = runs[0]
     else:
-        parent = c.get_run(run_id)
+        parent = _search_run(c, exp_id, experiment, run_id)
     children = c.search_runs([exp_id], f"tags.`{PARENT}` = '{parent.info.run_id}'",
                              max_results=10000)
     trials = tuple(sorted((_trial(r) for r in children), key=lambda t: t.trial_id))
     return SearchRecord(parent.info.run_id, dict(parent.data.metrics),
                         dict(parent.data.params), trials)
+
+
+def _search_run(c: Any, exp_id: str, experiment: str, run_id: str) -> Any:
+    """The search run ``run_id`` of the experiment, or a ConfigError (``--run-id``)."""
+    try:
+        run = c.get_run(run_id)
+    except Exception:  # noqa: BLE001  (MLflow says "not found" with its own exception)
+        run = None
+    if run is None or run.info.experiment_id != exp_id or run.data.tags.get(ROLE) != "search":
+        raise ConfigError(f"--run-id {run_id!r}: no search run of that id in experiment "
+                          f"{experiment!r}")
+    return run
 
 
 def _trial(run: Any) -> TrialRecord:
