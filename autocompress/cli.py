@@ -299,13 +299,13 @@ def _recipe_subject(recipe, profiler, batch: int) -> _Subject:
 def _artifact_subject(path: Path, reference, profiler, batch: int,
                       trust_code: bool = False) -> _Subject:
     from autocompress.export import load_compressed, read_spec
-    from autocompress.zoo import build_model
+    from autocompress.zoo import MODELS, build_model
 
     try:
         spec = read_spec(path)
-        model = load_compressed(path, trust_code=trust_code or _vouched(spec, reference))
     except ArtifactError as exc:
         raise ArtifactError(f"{exc} (expected a recipe .yaml or an .acz artifact)") from None
+    model = load_compressed(path, trust_code=trust_code or _vouched(spec, reference))
     extra = spec.get("extra") or {}
     if reference is not None:
         name, kwargs = reference.model.name, reference.model.kwargs
@@ -313,6 +313,9 @@ def _artifact_subject(path: Path, reference, profiler, batch: int,
         stored = extra.get("model") or {"name": spec["base"]["model"],
                                         "kwargs": spec["base"].get("kwargs", {})}
         name, kwargs = stored["name"], stored.get("kwargs", {})
+        if name not in MODELS and not trust_code:  # the file names it: importing runs code
+            raise ArtifactError(f"{path}: its baseline model is the import path {name!r}; "
+                                "pass --baseline RECIPE, or --trust-code if you trust this file")
     baseline = build_model(name, **kwargs).eval()
     example = _example(model, extra.get("input_shape"), reference, batch, str(path))
     return _Subject(f"{path.name} ({spec['base']['model']}, compressed)", model, example,

@@ -103,7 +103,9 @@ def test_stored_model_and_input_shape_keys(capsys, tmp_path):
     path = tmp_path / "m.acz"
     extra = {"model": {"name": "digits_cnn", "kwargs": {"width": 8}}, "input_shape": [1, 8, 8]}
     compressed(build_model(f"{__name__}:shapeless_cnn", width=8), path, extra)
-    out = run_json(capsys, path, "--target", "analytic", "--batch-size", "3")
+    code, _, err = run(capsys, path, "--target", "analytic")
+    assert code == 2 and "import path 'test_profile_cli:shapeless_cnn'" in err  # no trust
+    out = run_json(capsys, path, "--target", "analytic", "--batch-size", "3", "--trust-code")
     assert out["totals"]["batch_size"] == 3 and out["totals"]["latency_ms"] is None
     assert out["baseline"]["source"] == "digits_cnn (uncompressed)"
     assert out["ratios"]["latency_speedup"] is None and out["ratios"]["size_ratio"] > 2
@@ -112,9 +114,10 @@ def test_stored_model_and_input_shape_keys(capsys, tmp_path):
 def test_baseline_recipe_gives_input_and_protocol(capsys, tmp_path):
     path = tmp_path / "m.acz"
     compressed(build_model(f"{__name__}:shapeless_cnn", width=16), path)
-    code, _, err = run(capsys, path, "--target", "analytic")
+    code, _, err = run(capsys, path, "--target", "analytic", "--trust-code")
     assert code == 2 and "cannot tell the model's input shape; pass --baseline RECIPE" in err
-    out = run_json(capsys, path, "--target", "analytic", "--baseline", QUICKSTART)
+    out = run_json(capsys, path, "--target", "analytic", "--baseline", QUICKSTART,
+                   "--trust-code")
     assert out["baseline"]["source"] == "digits_cnn (uncompressed)"  # the recipe's model
     assert out["ratios"]["macs_ratio"] > 1
 

@@ -288,20 +288,14 @@ def test_every_sampled_plan_applies(digits, layers):
             for config in configs:
                 if config.method == "prune":
                     assert config.ratio in {i / 8 for i in range(1, 7)}
-        try:
-            student = apply_plan(model, plan, x).eval()
-        except PlanError as exc:
-            # the binding keeps ranks that outgrow the unpruned layer out; pruning the layer
-            # (or its input) in the same plan can still shrink it below the rank's break-even
-            assert "not fewer than the layer's" in str(exc)
-            study.tell(trial, 0.0)
-            continue
+        # no sampled rank outgrows its layer, even at the widths the plan's pruning leaves
+        student = apply_plan(model, plan, x).eval()
         built += 1
         with torch.no_grad():
             out = student(x)
         assert out.shape == (4, 10) and torch.isfinite(out).all()
         study.tell(trial, 0.0)
-    assert methods_seen == {"prune", "svd", "quantize"} and built >= 7
+    assert methods_seen == {"prune", "svd", "quantize"} and built == 10
 
 
 def test_a_coupled_group_gets_one_prune_knob():

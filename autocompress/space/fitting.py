@@ -4,6 +4,10 @@ A rank ratio that makes a small or square layer's factors larger than the layer 
 the method (``PlanError``); the binding narrows each such knob per layer instead, so a search
 never samples a candidate that cannot be built. A method left with no useful value on a layer
 is dropped from that layer (and from its ``choose`` group).
+
+Pruning in the same plan shrinks a layer before it is factorized, so a value must fit the layer
+at the widths pruning can leave too: its output channels pruned by up to its own prune knob's
+largest ratio, its inputs by up to the largest ratio any prune knob of the space reaches.
 """
 
 from __future__ import annotations
@@ -25,14 +29,16 @@ Groups = dict[tuple[str, str], tuple[str, ...]]
 def fit_to_layers(chosen: Chosen, groups: Groups,
                   layers: Sequence[LayerInfo]) -> tuple[Chosen, Groups]:
     """Narrow or drop the knobs whose values would not compress their layer."""
-    shapes = {layer.name: layer.shape for layer in layers}
+    widest = _max_prune(chosen.items())
+    shapes = {layer.name: _pruned_shapes(layer.shape, _max_prune(
+        (k, d) for k, d in chosen.items() if k[0] == layer.name), widest) for layer in layers}
     chosen, dropped = dict(chosen), set()
     for (layer, method, field), dist in list(chosen.items()):
         spec = get_method(method)
         if spec.fits is None:
             continue
         if not field:  # the method with its defaults
-            if not spec.fits(spec.config(), shapes[layer]):
+            if not all(spec.fits(spec.config(), shape) for shape in shapes[layer]):
                 dropped.add((layer, method))
             continue
         narrowed = _narrow(dist, lambda v, m=method, f=field, s=shapes[layer]: _fits(m, f, v, s))
@@ -46,13 +52,36 @@ def fit_to_layers(chosen: Chosen, groups: Groups,
     return chosen, {key: names for key, names in groups.items() if len(names) > 1}
 
 
-def _fits(method: str, field: str, value: Any, shape: tuple[int, ...]) -> bool:
+def _fits(method: str, field: str, value: Any, shapes: list[tuple[int, ...]]) -> bool:
     spec = get_method(method)
     try:
         config = spec.config.from_dict({field: value})
     except ConfigError:
         return True  # not this module's to judge: validation reports it
-    return spec.fits(config, shape)
+    return all(spec.fits(config, shape) for shape in shapes)
+
+
+def _max_prune(items) -> float:
+    """The largest prune ratio the given ``((layer, method, field), dist)`` knobs can sample."""
+    ratios = [0.0]
+    for (_, method, field), dist in items:
+        if method == "prune" and field == "ratio":
+            values = _grid(dist) if isinstance(dist, Range) else (
+                dist.choices if isinstance(dist, Choice) else [dist.value])
+            ratios += [v for v in values if isinstance(v, (int, float))]
+    return max(ratios)
+
+
+def _pruned_shapes(shape: tuple[int, ...], own: float, inputs: float) -> list[tuple[int, ...]]:
+    """``shape`` and the shapes pruning may leave (outputs by ``own``, inputs by ``inputs``)."""
+    if len(shape) < 2:
+        return [shape]
+    def widths(n: int, ratio: float) -> set[int]:  # every width when few, else 9 of them
+        low = max(1, math.floor(n * (1 - ratio)))
+        return {round(low + (n - low) * i / 8) for i in range(9)}
+
+    return [(rows, cols, *shape[2:]) for rows in widths(shape[0], own)
+            for cols in widths(shape[1], inputs)]
 
 
 def _narrow(dist: Distribution, fits) -> Distribution | None:
