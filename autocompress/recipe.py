@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from autocompress.config import bounded, build, check_fields, check_keys, choice, load_yaml, to_dict
 from autocompress.errors import ConfigError, invalid
-from autocompress.hardware.budget import TARGETED, Budget, parse_budgets
+from autocompress.hardware.budget import RELATIVE, TARGETED, Budget, parse_budgets
 from autocompress.hardware.profilers import PROFILERS, Protocol, get_profiler
 from autocompress.methods import DistillConfig
 from autocompress.methods.feature_distillation import AttentionTransferConfig, HintConfig
@@ -105,7 +105,12 @@ class HardwareConfig:
     # time each candidate paired with the baseline (runs alternating) and anchor its latency to
     # the baseline's: latency_ms = (candidate / baseline, same time window) x baseline latency
     paired: bool = True
-    int8: bool = False  # cpu-onnxruntime: time the int8 QDQ graph
+    # cpu-onnxruntime: time the int8 QDQ graph (True), the float one (False), or both paired and
+    # report the faster ("auto"; the form chosen is the metric int8_chosen)
+    int8: Any = choice(False, (False, True, "auto"))  # bool or "auto"
+    # the baseline's recorded latency: the median of this many timing rounds (anchored
+    # latency_ms of every candidate scales with it, so one noisy reading must not set it)
+    baseline_rounds: int = bounded(3, ge=1)
     # measure on the Ray node carrying this custom resource (e.g. "target:cpu-onnxruntime"),
     # through the remote profiler, instead of where the trial runs
     resource: str | None = None
@@ -139,7 +144,7 @@ class HardwareConfig:
         (threads, int8) apply to it only, a named target takes its own from ``targets``.
         """
         if name is None or name == self.target:
-            options: dict[str, Any] = {"int8": True} if self.int8 else {}
+            options: dict[str, Any] = {"int8": self.int8} if self.int8 else {}
             if self.resource:
                 options["resource"] = self.resource
             return _build_profiler(self.target, threads=self.threads, protocol=self.protocol,
@@ -279,6 +284,9 @@ class Recipe:
                                       and self.hardware.target == "analytic"):
                 raise ConfigError(f"budget {budget}: target 'analytic' does not time; name a "
                                   "timing target (cpu-torch, cpu-onnxruntime, cuda, ...)")
+            if budget.metric in RELATIVE and not self.hardware.paired:
+                raise ConfigError(f"budget {budget}: a relative budget needs the baseline timed "
+                                  "paired with each candidate (hardware.paired: true)")
         if not self.model.name:
             raise invalid("model.name", self.model.name, "a zoo model name or package.module:fn")
         if not self.data.name:

@@ -13,6 +13,9 @@ from autocompress.errors import ConfigError
 METRICS = {
     "latency_ms": "<=",
     "latency_p90_ms": "<=",
+    # relative to the baseline timed paired in the same window (no drift between readings)
+    "latency_ratio": "<=",
+    "speedup": ">=",
     "size_kb": "<=",
     "size_bytes": "<=",
     "params": "<=",
@@ -25,14 +28,18 @@ METRICS = {
     "mae": "<=",
 }
 _TOP_K = re.compile(r"^top[1-9][0-9]*_accuracy$")  # the top_k metric's names (maximised)
+# budgets relative to the baseline: only paired timing measures them
+RELATIVE = frozenset({"latency_ratio", "speedup"})
 # metrics that depend on the device they are measured on (the others describe the model)
 TARGETED = frozenset({"latency_ms", "latency_p90_ms", "latency_spread", "noisy", "quiet",
-                      "latency_measured_ms", "latency_measured_p90_ms", "latency_ratio",
+                      "latency_measured_ms", "latency_measured_p90_ms", "latency_ratio", "speedup",
+                      "int8_chosen",
                       "reference_latency_ms", "reference_latency_p90_ms"})
 _PATTERN = re.compile(
     r"^\s*([a-z_][a-z0-9_]*)\s*(<=|>=)\s*([^@\s]+)\s*(?:@\s*([A-Za-z0-9_.:-]+))?\s*$")
 SYNTAX = ("METRIC<=LIMIT[@TARGET] (or QUALITY>=LIMIT for a maximised quality metric), e.g. "
-          "latency_ms<=2, size_kb<=60, accuracy>=0.95 or mse<=0.1")
+          "latency_ms<=2, speedup>=3, latency_ratio<=0.33@cpu-onnxruntime, size_kb<=60, "
+          "accuracy>=0.95 or mse<=0.1")
 
 
 @dataclass(frozen=True)

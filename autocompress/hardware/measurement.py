@@ -45,6 +45,8 @@ class Measurement:
         reference_latency_ms: Median latency of the reference model timed paired with this
             one (``measure(..., reference=...)``), from the same time window; None otherwise.
         reference_latency_p90_ms: Its 90th percentile.
+        int8_chosen: Which ONNX form a target allowing both (``int8: auto``) timed faster and
+            reports: True for int8 QDQ, False for float; None when the target has one form.
     """
 
     params: int
@@ -67,6 +69,7 @@ class Measurement:
     target: str = ""
     reference_latency_ms: float | None = None
     reference_latency_p90_ms: float | None = None
+    int8_chosen: bool | None = None
 
     @property
     def size_kb(self) -> float:
@@ -89,14 +92,15 @@ class Measurement:
         ``latency_ms`` is that ratio times ``baseline_ms`` (the baseline's latency as the
         search recorded it), i.e. the candidate's latency in the conditions the baseline was
         timed in; the raw median stays as ``latency_measured_ms`` and the ratio as
-        ``latency_ratio``. Likewise for p90. Unpaired measurements are returned unchanged.
+        ``latency_ratio`` (and its inverse as ``speedup``), which relative budgets bound.
+        Likewise for p90. Unpaired measurements are returned unchanged.
         """
         out = self.metrics()
         if not (self.latency_ms and self.reference_latency_ms and baseline_ms):
             return out
         ratio = self.latency_ms / self.reference_latency_ms
         out.update(latency_measured_ms=self.latency_ms, latency_ratio=ratio,
-                   latency_ms=ratio * baseline_ms)
+                   speedup=1.0 / ratio, latency_ms=ratio * baseline_ms)
         if self.latency_p90_ms and self.reference_latency_p90_ms and baseline_p90_ms:
             out.update(latency_measured_p90_ms=self.latency_p90_ms,
                        latency_p90_ms=self.latency_p90_ms / self.reference_latency_p90_ms

@@ -145,6 +145,7 @@ class BaseProfiler(abc.ABC):
             noisy=bool(timing and timing["latency_spread"] > self.protocol.noisy_spread),
             quiet=quiet, reference_latency_ms=ref_timing.get("latency_ms"),
             reference_latency_p90_ms=ref_timing.get("latency_p90_ms"),
+            int8_chosen=bool(timing["int8_chosen"]) if "int8_chosen" in timing else None,
         )
 
     @contextlib.contextmanager
@@ -259,25 +260,42 @@ class TorchCPUProfiler(BaseProfiler):
 
 
 class OnnxRuntimeCPUProfiler(BaseProfiler):
-    """The model exported to ONNX (int8 QDQ when ``int8``) and timed in ONNX Runtime's CPU EP."""
+    """The model exported to ONNX and timed in ONNX Runtime's CPU EP.
+
+    ``int8`` picks the deployed form: False the float graph, True the int8 QDQ graph, ``"auto"``
+    both, timed interleaved in one window, reporting the faster (``int8_chosen`` says which).
+    int8 ranges are calibrated on ``calibration`` (the search passes training inputs; without
+    it, on the timing example).
+    """
 
     name = "cpu-onnxruntime"
+    FORMS = (False, True, "auto")
 
-    def __init__(self, threads: int = 1, protocol: Protocol | None = None, int8: bool = False,
-                 calibration: torch.Tensor | None = None):
+    def __init__(self, threads: int = 1, protocol: Protocol | None = None,
+                 int8: bool | str = False, calibration: torch.Tensor | None = None):
         super().__init__(threads, protocol)
+        if not (int8 is False or int8 is True or int8 == "auto"):
+            raise invalid(f"{self.name}.int8", int8, self.FORMS)
         self.int8, self.calibration = int8, calibration
-        self.activation_bits = 8 if int8 else 32
+        self.activation_bits = 8 if int8 is True else 32
 
     @property
     def runtime(self) -> str:  # noqa: D102
         import onnxruntime
 
-        return f"onnxruntime {onnxruntime.__version__}" + (" int8" if self.int8 else "")
+        form = {True: " int8", "auto": " int8|float"}.get(self.int8, "")
+        return f"onnxruntime {onnxruntime.__version__}{form}"
 
     @contextlib.contextmanager
     def runner(self, model: nn.Module, example: torch.Tensor
                ) -> Iterator[Callable[[], float | None]]:  # noqa: D102
+        with self.form_runner(model, example, self.int8 is True) as run:
+            yield run
+
+    @contextlib.contextmanager
+    def form_runner(self, model: nn.Module, example: torch.Tensor, int8: bool
+                    ) -> Iterator[Callable[[], float | None]]:
+        """A runner of the float (or, with ``int8``, the int8 QDQ) graph of ``model``."""
         import tempfile
         from pathlib import Path
 
@@ -286,13 +304,36 @@ class OnnxRuntimeCPUProfiler(BaseProfiler):
 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.onnx"
-            export_onnx(model, example, path, int8=self.int8, calibration=self.calibration)
+            export_onnx(model, example, path, int8=int8, calibration=self.calibration)
             s = session(path, self.threads)
         feed = {s.get_inputs()[0].name: example.detach().numpy()}
         yield lambda: _discard(s.run(None, feed))
 
+    def _timed(self, model: nn.Module, example: torch.Tensor,
+               reference: nn.Module | None = None) -> tuple[Any, bool]:
+        if self.int8 != "auto":
+            return super()._timed(model, example, reference)
+        with contextlib.ExitStack() as stack:
+            runs = [stack.enter_context(self.form_runner(m, example, form))
+                    for m in (model, reference) if m is not None for form in (False, True)]
+            with quiet_node().timing(self.protocol.quiet_timeout_s) as quiet:
+                timings = repeat_interleaved(runs, self.protocol)
+        timing = faster_form(*timings[:2])
+        if reference is None:
+            return timing, quiet
+        return (timing, faster_form(*timings[2:])), quiet
+
     def _key(self, artifact: bytes, example: torch.Tensor) -> str:
-        return super()._key(artifact + bytes([self.int8]), example)
+        return super()._key(artifact + repr(self.int8).encode(), example)
+
+
+def faster_form(float_timing: dict[str, float], int8_timing: dict[str, float]
+                ) -> dict[str, float]:
+    """The faster form's timing (by median), with ``int8_chosen`` and both medians."""
+    chosen = int8_timing["latency_ms"] < float_timing["latency_ms"]
+    return {**(int8_timing if chosen else float_timing), "int8_chosen": float(chosen),
+            "latency_float_ms": float_timing["latency_ms"],
+            "latency_int8_ms": int8_timing["latency_ms"]}
 
 
 class CudaProfiler(BaseProfiler):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import statistics
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from autocompress.recipe import Recipe
-from autocompress.search.trial import load_splits, measure, quality
+from autocompress.search.trial import clear_profiler_caches, load_splits, measure, quality
 from autocompress.zoo import build_model
 
 # Bumped when the zoo's splits change: a baseline cached before digits and MNIST gained their
@@ -44,9 +45,42 @@ def load_or_train(recipe: Recipe, storage: Path) -> nn.Module:
 
 
 def baseline_metrics(model: nn.Module, recipe: Recipe) -> dict[str, float]:
-    """The quality metric (on val) and measured costs of the uncompressed model."""
+    """The quality metric (on val) and measured costs of the uncompressed model.
+
+    Its latencies are the median over ``hardware.baseline_rounds`` timing rounds: every
+    candidate's anchored ``latency_ms`` scales with them, so one noisy reading must not set
+    them. Relative metrics are 1 by definition (the baseline against itself).
+    """
     splits = load_splits(recipe)
-    return {**measure(model, splits, recipe), recipe.metric.key: quality(model, splits, recipe)}
+    rounds = []
+    for _ in range(recipe.hardware.baseline_rounds):
+        clear_profiler_caches()  # each round times again
+        rounds.append(measure(model, splits, recipe))
+    metrics = robust_latency(rounds)
+    for key in [k for k in metrics if k.split("/")[0] == "latency_ms"]:
+        suffix = key[len("latency_ms"):]
+        metrics.update({f"latency_ratio{suffix}": 1.0, f"speedup{suffix}": 1.0})
+    return {**metrics, "baseline_rounds": float(len(rounds)),
+            recipe.metric.key: quality(model, splits, recipe)}
+
+
+def robust_latency(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """The last round's metrics, each latency the median over ``rounds``.
+
+    Latencies are ``latency_ms`` and ``latency_p90_ms`` on any target; the rounds' relative
+    range of ``latency_ms`` is added as ``baseline_latency_range``.
+    """
+    out = dict(rounds[-1])
+    for key in out:
+        if key.split("/")[0] in _ROBUST:
+            out[key] = statistics.median(r[key] for r in rounds if key in r)
+    times = [r["latency_ms"] for r in rounds if "latency_ms" in r]
+    if times and out.get("latency_ms"):
+        out["baseline_latency_range"] = (max(times) - min(times)) / out["latency_ms"]
+    return out
+
+
+_ROBUST = ("latency_ms", "latency_p90_ms")
 
 
 def holdout_metrics(model: nn.Module, recipe: Recipe) -> dict[str, float]:
