@@ -1,0 +1,86 @@
+"""Deploy paths: int8 calibrated on training inputs only; float vs int8 chosen by measurement."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+import autocompress.export.onnx as onnx_export
+from autocompress.hardware.profilers import OnnxRuntimeCPUProfiler, Protocol
+from autocompress.recipe import Recipe
+from autocompress.search import trial
+
+FAST = Protocol(warmup=1, min_runs=3, max_runs=5, max_seconds=0.5, target_spread=0.0,
+                quiet_timeout_s=0.0)
+
+
+def tiny() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)).eval()
+
+
+class TrainOnlySplits:
+    """Serves the timing example from val; any other val/test read for calibration fails."""
+
+    def __init__(self):
+        self.train = torch.zeros(12, 8)
+        self.reads: list[str] = []
+
+    def example_inputs(self, n: int = 1, split: str = "val"):
+        self.reads.append(f"example:{split}")
+        return torch.full((n, 8), 7.0)
+
+    def sample(self, n: int, split: str = "train"):
+        self.reads.append(f"sample:{split}")
+        if split != "train":
+            raise AssertionError(f"calibration read the {split} split")
+        return self.train[:n], torch.zeros(n, dtype=torch.long)
+
+
+def test_search_int8_calibration_reads_train_split_only(monkeypatch):
+    raw = yaml.safe_load((Path(__file__).parents[1] / "recipes" / "quickstart.yaml").read_text())
+    raw["hardware"] = {"target": "cpu-onnxruntime", "int8": True, "repeats": 3,
+                       "min_repeats": 1, "warmup": 0, "quiet": False, "baseline_rounds": 1}
+    raw["budgets"] = []
+    recipe = Recipe.from_dict(raw)
+    seen = []
+    real = onnx_export.export_onnx
+
+    def spy(model, example, path, *, int8=False, calibration=None, opset=17):
+        seen.append((int8, calibration))
+        return real(model, example, path, int8=int8, calibration=calibration, opset=opset)
+
+    monkeypatch.setattr(onnx_export, "export_onnx", spy)
+    monkeypatch.setattr(trial, "_PROFILERS", {})
+    splits = TrainOnlySplits()
+    trial.measure_on_targets(tiny(), splits, recipe, budgets=())
+    calibrations = [c for int8, c in seen if int8]
+    assert calibrations, "the int8 graph was not exported"
+    for calibration in calibrations:
+        assert calibration is not None and torch.equal(calibration, splits.train[:len(calibration)])
+    assert all(r in ("sample:train", "example:val") for r in splits.reads)
+    assert "sample:train" in splits.reads
+
+
+def test_int8_auto_reports_the_faster_form_and_records_it():
+    profiler = OnnxRuntimeCPUProfiler(protocol=FAST, int8="auto",
+                                      calibration=torch.randn(32, 8))
+    example = torch.randn(4, 8)
+    timing, _ = profiler._timed(tiny(), example)
+    assert timing["latency_ms"] == pytest.approx(min(timing["latency_float_ms"],
+                                                     timing["latency_int8_ms"]))
+    chosen = timing["latency_int8_ms"] < timing["latency_float_ms"]
+    assert timing["int8_chosen"] == float(chosen)
+    measured = profiler.measure(tiny(), example, reference=tiny())
+    assert measured.int8_chosen in (True, False)
+    assert measured.reference_latency_ms is not None
+    assert "int8_chosen" in measured.metrics()
+
+
+def test_int8_option_refuses_unknown_forms():
+    from autocompress.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="int8"):
+        OnnxRuntimeCPUProfiler(int8="fast")
