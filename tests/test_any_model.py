@@ -168,3 +168,21 @@ def test_zoo_minilm_saves_and_an_embedding_plan_is_over_4x_smaller(tmp_path):
     assert size * 4 < state_bytes
     loaded = load_compressed(tmp_path / "q.acz")  # a zoo name: no trust needed
     torch.testing.assert_close(loaded(x), student(x), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("importance", ["taylor", "hessian"])
+def test_data_aware_pruning_scores_any_output_and_task(importance):
+    model, x = build(bert), torch.randint(1, 500, (8, 16))
+    layer = "bert.encoder.layer.0.intermediate.dense"
+    plan = CompressionPlan.from_dict({"layers": {layer: {"prune": {
+        "ratio": 0.5, "importance": importance}}}})
+    labels = torch.randint(0, 3, (8,))  # classification: cross-entropy on .logits
+    mask = torch.ones_like(x)
+    student = apply_plan(model, plan, x, calibration=((x, mask), labels))
+    assert student.get_submodule(layer).out_features == 32
+    regressor = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))  # float targets
+    plan = CompressionPlan.from_dict({"layers": {"0": {"prune": {
+        "ratio": 0.5, "importance": importance}}}})
+    inputs = torch.randn(8, 4)
+    pruned = apply_plan(regressor, plan, inputs, calibration=(inputs, torch.randn(8, 2)))
+    assert pruned[0].out_features == 8

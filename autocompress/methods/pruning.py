@@ -74,16 +74,41 @@ def _importance(name: str, model: nn.Module, ctx: ApplyContext, group):
     inputs, targets = ctx.calibration
     model.zero_grad()
     if name == "taylor":
-        F.cross_entropy(model(inputs), targets).backward()
+        task_loss(_predict(model, inputs), targets).mean().backward()
         return tp.importance.GroupTaylorImportance()
     scorer = tp.importance.GroupHessianImportance()
-    losses = F.cross_entropy(model(inputs[:HESSIAN_SAMPLES]), targets[:HESSIAN_SAMPLES],
-                             reduction="none")
+    inputs = _first(inputs, HESSIAN_SAMPLES)
+    losses = task_loss(_predict(model, inputs), targets[:HESSIAN_SAMPLES])
     for loss in losses:  # per-sample gradients: E[g^2] approximates the Hessian diagonal
         model.zero_grad()
         loss.backward(retain_graph=True)
         scorer.accumulate_grad(model)
     return scorer
+
+
+def task_loss(prediction: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-sample loss of the task the targets imply: class ids -> cross-entropy, else MSE."""
+    if not targets.is_floating_point() and prediction.dim() == targets.dim() + 1:
+        return F.cross_entropy(prediction, targets, reduction="none")
+    error = (prediction - targets.to(prediction.dtype).reshape(prediction.shape)) ** 2
+    return error.reshape(len(error), -1).mean(dim=1)
+
+
+def _predict(model: nn.Module, inputs) -> torch.Tensor:
+    """The prediction tensor for inputs given as a tensor or a tuple of positional arguments."""
+    out = model(*inputs) if isinstance(inputs, tuple) else model(inputs)
+    if isinstance(out, torch.Tensor):
+        return out
+    logits = getattr(out, "logits", None)  # transformers' ModelOutput
+    if isinstance(logits, torch.Tensor):
+        return logits
+    return out[0]
+
+
+def _first(inputs, n: int):
+    if isinstance(inputs, tuple):
+        return tuple(t[:n] if isinstance(t, torch.Tensor) else t for t in inputs)
+    return inputs[:n]
 
 
 def coupled_layers(model: nn.Module, example_inputs) -> dict[str, tuple[str, ...]]:
