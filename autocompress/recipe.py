@@ -85,6 +85,9 @@ class DataConfig:
     batch_size: int = bounded(64, ge=1)
     label_key: str | None = None
 
+    def __post_init__(self):
+        check_fields(self, "data")  # each field's type and range, also when built in code
+
 
 @dataclass(frozen=True)
 class HardwareConfig:
@@ -122,6 +125,7 @@ class HardwareConfig:
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self):
+        check_fields(self, "hardware")  # each field's type and range, also when built in code
         for name, spec in self.targets.items():
             if not isinstance(spec, dict):
                 raise invalid(f"hardware.targets.{name}", spec, "a mapping of profiler options")
@@ -243,6 +247,9 @@ class SearchConfig:
     storage: str = "autocompress_runs"
     cpus_per_trial: float = bounded(1.0, gt=0)
     max_failures: int = bounded(2, ge=0)  # retries of a trial whose worker or node was lost
+
+    def __post_init__(self):
+        check_fields(self, "search")  # each field's type and range, also when built in code
 
 
 @dataclass(frozen=True)
