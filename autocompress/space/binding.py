@@ -13,6 +13,7 @@ from autocompress.methods import CompressionPlan, LayerInfo, get_method
 from autocompress.methods.base import SPARSIFY
 from autocompress.methods.plan import SEP, TRAINING
 from autocompress.space.distributions import Choice, Constant, Distribution, TrialLike
+from autocompress.space.fitting import fit_to_layers
 from autocompress.space.schema import NONE, Rule, SearchSpace
 
 CHOOSE = "choose"
@@ -101,6 +102,7 @@ def bind(space: SearchSpace, layers: Sequence[LayerInfo]) -> BoundSpace:
                 names = tuple(n for n in names if n == NONE or n in applicable)
                 if len(names) > 1:
                     groups[(layer.name, stage)] = names
+    chosen, groups = fit_to_layers(chosen, groups, layers)  # no value that cannot compress
     return BoundSpace(tuple(layers), _knobs(chosen, groups, space))
 
 
@@ -144,5 +146,7 @@ def _applies(method: str, layer: LayerInfo, index: int) -> bool:
             f"space.layers[{index}]: {method} applies to {', '.join(sorted(types))}; "
             f"selected layer {layer.name} is {layer.type}"
         )
+    if layer.custom_forward and not spec.in_place:
+        return False  # replacing a subclass that overrides forward() would change the model
     # Output widths are the task's; a coupled group gets one knob, on its first layer.
     return not spec.prunes_outputs or layer.prunable
