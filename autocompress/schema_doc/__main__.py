@@ -1,0 +1,5 @@
+import sys
+
+from autocompress.schema_doc import main
+
+sys.exit(main())
