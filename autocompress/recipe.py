@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from autocompress.config import bounded, build, check_fields, check_keys, choice, load_yaml, to_dict
 from autocompress.errors import ConfigError, invalid
 from autocompress.hardware.budget import RELATIVE, TARGETED, Budget, parse_budgets
-from autocompress.hardware.profilers import PROFILERS, Protocol, get_profiler
+from autocompress.hardware.config import HardwareConfig
 from autocompress.methods import DistillConfig
 from autocompress.methods.feature_distillation import AttentionTransferConfig, HintConfig
 from autocompress.methods.regularizers import SparsityConfig
@@ -23,7 +23,6 @@ SAMPLERS = ("tpe", "nsga2", "random")
 SCHEDULERS = ("asha", "none")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 CLIP_ALGORITHMS = ("norm", "value")
-TARGETS = tuple(PROFILERS)
 
 
 @dataclass(frozen=True)
@@ -87,97 +86,6 @@ class DataConfig:
 
     def __post_init__(self):
         check_fields(self, "data")  # each field's type and range, also when built in code
-
-
-@dataclass(frozen=True)
-class HardwareConfig:
-    """The target that latency is measured on, and the measurement protocol."""
-
-    target: str = choice("cpu-torch", TARGETS)
-    threads: int = bounded(1, ge=1)
-    batch_size: int = bounded(1, ge=1)
-    warmup: int = bounded(10, ge=0)
-    repeats: int = bounded(50, ge=1)
-    min_repeats: int = bounded(10, ge=1)
-    max_seconds: float = bounded(2.0, gt=0)
-    target_spread: float = bounded(0.05, ge=0)
-    # time on a quiet node: timings wait (at most quiet_timeout_s) for the node's training
-    # batches and candidate builds in flight, and pause new ones (hardware/quiet.py)
-    quiet: bool = True
-    quiet_timeout_s: float = bounded(30.0, ge=0)
-    # time each candidate paired with the baseline (runs alternating) and anchor its latency to
-    # the baseline's: latency_ms = (candidate / baseline, same time window) x baseline latency
-    paired: bool = True
-    # cpu-onnxruntime: time the int8 QDQ graph (True), the float one (False), or both paired and
-    # report the faster ("auto"; the form chosen is the metric int8_chosen)
-    int8: Any = choice(False, (False, True, "auto"))  # bool or "auto"
-    # the baseline's recorded latency: the median of this many timing rounds (anchored
-    # latency_ms of every candidate scales with it, so one noisy reading must not set it)
-    baseline_rounds: int = bounded(3, ge=1)
-    # measure on the Ray node carrying this custom resource (e.g. "target:cpu-onnxruntime"),
-    # through the remote profiler, instead of where the trial runs
-    resource: str | None = None
-    # latency lookup table: predict each plan's latency before building it, reject plans
-    # predicted over a latency budget by more than reject_margin (relative), log its error
-    predict: bool = False
-    reject_margin: float = bounded(0.1, ge=0)
-    # further targets budgets may name: {name: {target: REGISTERED, option: value, ...}}
-    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def __post_init__(self):
-        check_fields(self, "hardware")  # each field's type and range, also when built in code
-        for name, spec in self.targets.items():
-            if not isinstance(spec, dict):
-                raise invalid(f"hardware.targets.{name}", spec, "a mapping of profiler options")
-            kind = spec.get("target", name)
-            if not isinstance(kind, str) or kind not in PROFILERS:
-                raise invalid(f"hardware.targets.{name}.target", kind, sorted(PROFILERS))
-
-    @property
-    def protocol(self) -> Protocol:
-        """The measurement protocol every target of this recipe uses."""
-        return Protocol(warmup=self.warmup, min_runs=min(self.min_repeats, self.repeats),
-                        max_runs=self.repeats, max_seconds=self.max_seconds,
-                        target_spread=self.target_spread,
-                        quiet_timeout_s=self.quiet_timeout_s if self.quiet else 0.0)
-
-    def profiler(self, name: str | None = None):
-        """The profiler of the default target, or of the named one, with this protocol.
-
-        ``name`` is a registered target or a key of ``targets``; the default target's options
-        (threads, int8) apply to it only, a named target takes its own from ``targets``.
-        """
-        if name is None or name == self.target:
-            options: dict[str, Any] = {"int8": self.int8} if self.int8 else {}
-            if self.resource:
-                options["resource"] = self.resource
-            return _build_profiler(self.target, threads=self.threads, protocol=self.protocol,
-                                   **options)
-        if name not in self.targets and name not in PROFILERS:
-            raise invalid("budget target", name,
-                          sorted({self.target, *self.targets, *PROFILERS}))
-        spec = dict(self.targets.get(name, {}))
-        kind = spec.pop("target", name)
-        spec.setdefault("threads", self.threads)
-        try:
-            return _build_profiler(kind, protocol=self.protocol, **spec)
-        except TypeError as exc:
-            raise ConfigError(f"hardware.targets.{name}: {exc}") from None
-
-    def target_names(self, budgets: tuple[Budget, ...]) -> tuple[str, ...]:
-        """The extra targets ``budgets`` measure on (besides the default one), in order."""
-        names = []
-        for budget in budgets:
-            if budget.target and budget.target != self.target and budget.target not in names:
-                names.append(budget.target)
-        return tuple(names)
-
-
-def _build_profiler(kind: str, resource: str | None = None, **options: Any):
-    """A target's profiler; with ``resource``, run remotely on the node carrying it."""
-    if resource and kind != "remote":
-        return get_profiler("remote", target=kind, resource=resource, **options)
-    return get_profiler(kind, **({"resource": resource} if resource else {}), **options)
 
 
 @dataclass(frozen=True)
@@ -281,11 +189,9 @@ class Recipe:
         check_loss(self.training.loss)
         # fail early on a bad expression or target
         for budget in parse_budgets(self.budgets, self.quality):
-            if budget.target and budget.target != self.hardware.target and (
-                    budget.target not in self.hardware.targets
-                    and budget.target not in PROFILERS):
+            if budget.target and not self.hardware.knows(budget.target):
                 raise invalid(f"budget {budget}: target", budget.target,
-                              sorted({self.hardware.target, *self.hardware.targets, *PROFILERS}))
+                              self.hardware.known_targets())
             kind = self.hardware.targets.get(budget.target, {}).get("target", budget.target)
             if kind == "analytic" or (budget.target is None and budget.metric in TARGETED
                                       and self.hardware.target == "analytic"):

@@ -35,8 +35,8 @@ import torch
 
 from autocompress.export.onnx import export_onnx
 from autocompress.hardware.lut import LatencyTable, cpu_model
-from autocompress.hardware.lut_error import ErrorReport, ErrorRow
-from autocompress.hardware.lut_kernels import plan_kernels, plan_skeleton, trace
+from autocompress.hardware.lut.error import ErrorReport, ErrorRow
+from autocompress.hardware.lut.kernels import plan_kernels, plan_skeleton, trace
 from autocompress.hardware.onnxruntime import session
 from autocompress.hardware.profilers import Protocol, get_profiler, repeat_until_stable
 from autocompress.methods import CompressionPlan, apply_plan, compressible_layers

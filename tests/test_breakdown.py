@@ -9,16 +9,10 @@ import torch
 from torch import nn
 
 from autocompress.export.onnx import export_onnx
-from autocompress.hardware.breakdown import (
-    HEADER,
-    OTHER,
-    RUNTIME,
-    _medians,
-    _NodeModules,
-    _trace_runs,
-    layer_breakdown,
-)
-from autocompress.hardware.profilers import Protocol, get_profiler
+from autocompress.hardware.breakdown import HEADER, OTHER, RUNTIME, layer_breakdown
+from autocompress.hardware.config import Protocol
+from autocompress.hardware.layer_timing import _medians, _NodeModules, _trace_runs
+from autocompress.hardware.registry import get_profiler
 from autocompress.methods import CompressionPlan, apply_plan
 from autocompress.testing import build_tiny, example_input
 from autocompress.zoo import build_model
@@ -241,7 +235,7 @@ class _FakeEvent:
 
 
 def test_cuda_event_timer_logic_without_a_gpu(digits, monkeypatch):
-    from autocompress.hardware.breakdown import _hooked_runs
+    from autocompress.hardware.layer_timing import _hooked_runs
 
     monkeypatch.setattr(torch.cuda, "Event", _FakeEvent)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)

@@ -8,7 +8,9 @@ import yaml
 from torch import nn
 
 import autocompress.export.onnx as onnx_export
-from autocompress.hardware.profilers import OnnxRuntimeCPUProfiler, Protocol
+from autocompress.hardware import targets
+from autocompress.hardware.config import Protocol
+from autocompress.hardware.onnxruntime import OnnxRuntimeCPUProfiler
 from autocompress.recipe import Recipe
 from autocompress.search import trial
 
@@ -53,7 +55,8 @@ def test_search_int8_calibration_reads_train_split_only(monkeypatch):
         return real(model, example, path, int8=int8, calibration=calibration, opset=opset)
 
     monkeypatch.setattr(onnx_export, "export_onnx", spy)
-    monkeypatch.setattr(trial, "_PROFILERS", {})
+    monkeypatch.setattr(trial, "_PROFILERS", {}, raising=False)  # until trial uses targets
+    monkeypatch.setattr(targets, "_CACHE", {})
     splits = TrainOnlySplits()
     trial.measure_on_targets(tiny(), splits, recipe, budgets=())
     calibrations = [c for int8, c in seen if int8]

@@ -11,11 +11,10 @@ import pytest
 import torch
 
 from autocompress.errors import ConfigError, PlanError
-from autocompress.hardware.lut import LatencyTable, Residual
-from autocompress.hardware.lut_error import Case, error_report
-from autocompress.hardware.lut_kernels import STRUCTURES, plan_kernels, plan_skeleton, trace
-from autocompress.hardware.lut_profiler import LatencyTableProfiler
-from autocompress.hardware.lut_timing import GROUP, ROTATION, Isolated, filler_layers, sweep
+from autocompress.hardware.lut import LatencyTable, LatencyTableProfiler, Residual
+from autocompress.hardware.lut.error import Case, error_report
+from autocompress.hardware.lut.kernels import STRUCTURES, plan_kernels, plan_skeleton, trace
+from autocompress.hardware.lut.timing import GROUP, ROTATION, Isolated, filler_layers, sweep
 from autocompress.hardware.profilers import Protocol
 from autocompress.methods import METHODS, CompressionPlan, apply_plan, compressible_layers
 from autocompress.methods.base import PRUNE

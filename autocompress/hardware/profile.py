@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from autocompress.hardware.measurement import Measurement
-from autocompress.hardware.profilers import Protocol, get_profiler
+from autocompress.hardware.registry import get_profiler
+from autocompress.hardware.timing import shortcut_protocol
 
 
 def profile(
@@ -34,8 +35,7 @@ def profile(
         base: Factory reference of the model, when it was not built by the zoo.
         extra: Metadata stored in the artifact (counted in its bytes, as when saved).
     """
-    protocol = Protocol(warmup=warmup, min_runs=min(5, repeats), max_runs=repeats,
-                        max_seconds=max_seconds, target_spread=0.0)
+    protocol = shortcut_protocol(warmup, repeats, max_seconds)
     target = "cpu-torch" if measure else "analytic"
     return get_profiler(target, threads=threads, protocol=protocol).measure(
         model, example, base, extra)

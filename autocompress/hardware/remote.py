@@ -30,8 +30,10 @@ import torch
 from torch import nn
 
 from autocompress.errors import ConfigError, invalid
+from autocompress.hardware.base import BaseProfiler
+from autocompress.hardware.config import Protocol
 from autocompress.hardware.measurement import Measurement
-from autocompress.hardware.profilers import PROFILERS, BaseProfiler, Protocol
+from autocompress.hardware.registry import PROFILERS, get_profiler
 
 NAMESPACE = "autocompress"
 _BUILTIN_RESOURCES = {"CPU", "GPU", "memory", "object_store_memory"}
@@ -156,8 +158,6 @@ class ProfilingActor:
 
     def _profiler(self, target: str, options: dict[str, Any]) -> BaseProfiler:
         """One profiler per target and settings, so its cache serves repeats from any driver."""
-        from autocompress.hardware.profilers import get_profiler
-
         key = repr((target, _fingerprint(options)))
         if key not in self._profilers:
             if len(self._profilers) >= 8:

@@ -10,8 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from autocompress.hardware.lut import LatencyTable, Prediction
-from autocompress.hardware.profilers import BaseProfiler
+from autocompress.hardware.base import BaseProfiler
+from autocompress.hardware.lut.parts import Prediction
+from autocompress.hardware.lut.table import LatencyTable
 from autocompress.methods import CompressionPlan, apply_plan
 
 

@@ -21,33 +21,31 @@ import torch
 from torch import nn
 
 from autocompress.errors import ConfigError
-from autocompress.hardware import Budget
+from autocompress.hardware.budget import Budget
+from autocompress.hardware.config import HardwareConfig
 from autocompress.methods import CompressionPlan
-from autocompress.recipe import Recipe
 
 
-def table_path(recipe: Recipe, storage: Path) -> Path:
-    """Where the recipe target's table is kept (one per target and settings)."""
-    hw = recipe.hardware
+def table_path(hw: HardwareConfig, storage: Path) -> Path:
+    """Where the default target's table is kept (one per target and settings)."""
     name = f"latency-table-{hw.target}{'-int8' if hw.int8 else ''}-t{hw.threads}-b{hw.batch_size}"
     return storage / f"{name}.json"
 
 
-def load_table(recipe: Recipe, teacher: nn.Module, example: torch.Tensor, storage: Path):
-    """The recipe target's table, filled with the base model's kernels and calibrated on it.
+def load_table(hw: HardwareConfig, teacher: nn.Module, example: torch.Tensor, storage: Path):
+    """The default target's table, filled with the base model's kernels and calibrated on it.
 
-    Returns None when the recipe does not ask for prediction (``hardware.predict``).
+    Returns None when the config does not ask for prediction (``hardware.predict``).
     """
-    hw = recipe.hardware
     if not hw.predict:
         return None
     if hw.resource:
         raise ConfigError("hardware.predict: the latency table is measured where the driver "
                           f"runs, but hardware.resource sends timing to {hw.resource!r}; turn "
                           "one of them off")
-    from autocompress.hardware.lut import LatencyTable
+    from autocompress.hardware.lut.table import LatencyTable
 
-    path = table_path(recipe, storage)
+    path = table_path(hw, storage)
     if path.is_file():
         table = LatencyTable.load(path, rebuild=True)  # another device: measured again here
     else:

@@ -1,8 +1,11 @@
 """The latency table as a hardware target: predicted latency instead of a timing loop.
 
-Register it as ``PROFILERS["lut"]`` to select it by name (``hardware.targets: [lut]`` with
-options ``target`` and ``table``). Counted costs (parameters, MACs, bytes) are the usual ones;
-the latency fields hold the table's prediction, with ``runs == 0``: nothing was timed.
+Registered as target ``lut``: a recipe selects it as a named target, either
+``hardware.targets: {edge: {target: lut, table: edge.json}}`` (predicting ``cpu-torch``) or
+``{target: cpu-onnxruntime, table: edge.json}`` (a ``table`` option wraps the target it names,
+see :mod:`autocompress.hardware.targets`). Counted costs (parameters, MACs, bytes) are the
+usual ones; the latency fields hold the table's prediction, with ``runs == 0``: nothing was
+timed.
 
 The first model it sees of each family calibrates the family's residual, by a real
 measurement on the underlying target: a search profiles its uncompressed baseline first, so the
@@ -18,8 +21,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from autocompress.hardware.lut import TIMED_TARGETS, LatencyTable, family
-from autocompress.hardware.profilers import BaseProfiler, Protocol
+from autocompress.hardware.base import BaseProfiler
+from autocompress.hardware.config import Protocol
+from autocompress.hardware.lut.table import TIMED_TARGETS, LatencyTable, family
 
 
 class LatencyTableProfiler(BaseProfiler):

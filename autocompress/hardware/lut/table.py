@@ -1,10 +1,10 @@
 """Latency lookup table (nn-Meter style): predict a plan's latency without building it.
 
 A :class:`LatencyTable` belongs to one target and its settings (runtime, threads, batch size).
-Each entry is the latency of one :class:`~autocompress.hardware.lut_kernels.Kernel` (an operator
+Each entry is the latency of one :class:`~autocompress.hardware.lut.kernels.Kernel` (an operator
 call keyed by its shapes, bit width and sparsity) measured *in isolation on the target*, in the
 target's runtime with its profiler's settings: ONNX Runtime kernels are timed in ONNX Runtime by
-its profiler, eager ones in PyTorch, each in rotation with other kernels (see ``lut_timing``:
+its profiler, eager ones in PyTorch, each in rotation with other kernels (see ``lut.timing``:
 timed alone in a hot loop, small eager layers look faster than they run in a model).
 
 What is not a kernel is accounted for explicitly, so a prediction lists every part and its
@@ -20,7 +20,7 @@ What is not a kernel is accounted for explicitly, so a prediction lists every pa
   above by: functional glue in ``forward`` (attention matmuls, additions, reshapes), a constant,
   and cache or fusion effects between layers, a share of the rest (:class:`Residual`). It is
   calibrated from a few real measurements of the base model (and optionally of skeletons of a
-  few plans); :func:`~autocompress.hardware.lut_error.error_report` shows how well it holds.
+  few plans); :func:`~autocompress.hardware.lut.error.error_report` shows how well it holds.
 
 The table is saved as JSON with a fingerprint of the device and runtime; loading it elsewhere is
 refused unless asked to start afresh.
@@ -42,7 +42,8 @@ from torch import nn
 
 from autocompress.errors import ConfigError, invalid
 from autocompress.export.deploy import deploy_layer
-from autocompress.hardware.lut_kernels import (
+from autocompress.hardware.config import Protocol
+from autocompress.hardware.lut.kernels import (
     CALL,
     EMPTY,
     Kernel,
@@ -52,9 +53,10 @@ from autocompress.hardware.lut_kernels import (
     plan_skeleton,
     trace,
 )
-from autocompress.hardware.lut_parts import Entry, Part, Prediction, Residual
-from autocompress.hardware.lut_timing import Isolated, Probe, sweep
-from autocompress.hardware.profilers import OnnxRuntimeCPUProfiler, Protocol, get_profiler
+from autocompress.hardware.lut.parts import Entry, Part, Prediction, Residual
+from autocompress.hardware.lut.timing import Isolated, Probe, sweep
+from autocompress.hardware.onnxruntime import OnnxRuntimeCPUProfiler
+from autocompress.hardware.registry import get_profiler
 from autocompress.methods import CompressionPlan
 
 FORMAT, VERSION = "autocompress-latency-table", 2  # 2: eager kernels of the deployed model
@@ -147,7 +149,7 @@ class LatencyTable:
 
         Other processes on the device only ever add time: the lowest of medians taken apart
         in time estimates the undisturbed latency better than one long timing would. Eager
-        kernels are timed in rotation with each other (see ``lut_timing``). Whole models, and
+        kernels are timed in rotation with each other (see ``lut.timing``). Whole models, and
         the kernels of an exported runtime, are timed by the profiler itself: a session runs
         its nodes back to back in native code, so a kernel is as hot alone as in the model.
         """
@@ -230,7 +232,7 @@ class LatencyTable:
         """Fit the residual of ``model``'s family to measurements of it and of some plans.
 
         Calibrate on the base (uncompressed) model, and optionally on a few plans of it, timed
-        as unfitted skeletons (:func:`~autocompress.hardware.lut_kernels.plan_skeleton`: their
+        as unfitted skeletons (:func:`~autocompress.hardware.lut.kernels.plan_skeleton`: their
         shapes, not their weights, set the latency). With the base alone the residual is a
         constant and the base model is predicted as measured; with plans it also gets a scale
         (see :class:`Residual`).

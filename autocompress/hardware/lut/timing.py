@@ -23,8 +23,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from autocompress.hardware.cpu import summarize, torch_threads
-from autocompress.hardware.profilers import BaseProfiler, Protocol
+from autocompress.hardware.base import BaseProfiler
+from autocompress.hardware.config import Protocol
+from autocompress.hardware.timing import summarize, torch_threads
 
 Run = Callable[[], object]
 GROUP, ROTATION = 16, 32  # kernels timed together; modules run per sweep (fillers pad it)
