@@ -5,37 +5,27 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from autocompress.config import bounded, build, check_fields, check_keys, choice, load_yaml, to_dict
+from autocompress.config import build, check_fields, check_keys, load_yaml, to_dict
+from autocompress.data.config import DataConfig
 from autocompress.errors import ConfigError, invalid
 from autocompress.hardware.budget import RELATIVE, TARGETED, Budget, parse_budgets
 from autocompress.hardware.config import HardwareConfig
-from autocompress.methods import DistillConfig
-from autocompress.methods.feature_distillation import AttentionTransferConfig, HintConfig
-from autocompress.methods.regularizers import SparsityConfig
-from autocompress.metrics import MetricConfig
-from autocompress.training.distributed import DistributedConfig
-from autocompress.training.losses import check_loss
-from autocompress.training.schedule import LRSchedule
+from autocompress.metrics.config import MetricConfig
+from autocompress.search.config import SAMPLERS, SCHEDULERS, SearchConfig
+from autocompress.tracking.config import TrackingConfig
+from autocompress.training.config import (
+    CLIP_ALGORITHMS,
+    OPTIMIZERS,
+    PretrainConfig,
+    TrainingConfig,
+)
 
-SAMPLERS = ("tpe", "nsga2", "random")
-SCHEDULERS = ("asha", "none")
-OPTIMIZERS = ("adam", "adamw", "sgd")
-CLIP_ALGORITHMS = ("norm", "value")
-
-
-@dataclass(frozen=True)
-class PretrainConfig(LRSchedule):
-    """How to train the baseline when the recipe gives no checkpoint.
-
-    Takes the learning-rate schedule of :class:`~autocompress.training.schedule.LRSchedule`.
-    """
-
-    section: ClassVar[str] = "model.pretrain"
-
-    epochs: int = bounded(10, ge=1)
-    lr: float = bounded(1e-3, gt=0)
+# the sections' config classes, re-exported: each lives in its layer's config module
+__all__ = ["CLIP_ALGORITHMS", "OPTIMIZERS", "SAMPLERS", "SCHEDULERS", "DataConfig",
+           "HardwareConfig", "MetricConfig", "ModelConfig", "PretrainConfig", "Recipe",
+           "SearchConfig", "StudentConfig", "TrackingConfig", "TrainingConfig"]
 
 
 @dataclass(frozen=True)
@@ -71,104 +61,6 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class DataConfig:
-    """The data: a zoo name or ``package.module:function`` returning data of any form.
-
-    The factory may return DataSplits / DatasetSplits, a LightningDataModule, or train, val
-    (and test) Datasets or DataLoaders as a dict or tuple (see :mod:`autocompress.data.load`).
-    ``label_key`` names the targets in dict batches (default: ``labels``, then ``label``).
-    """
-
-    name: str = ""
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    batch_size: int = bounded(64, ge=1)
-    label_key: str | None = None
-
-    def __post_init__(self):
-        check_fields(self, "data")  # each field's type and range, also when built in code
-
-
-@dataclass(frozen=True)
-class TrainingConfig(LRSchedule):
-    """Fine-tuning of each candidate (with distillation from the original model).
-
-    Takes the learning-rate schedule of :class:`~autocompress.training.schedule.LRSchedule`;
-    ``gradient_clip_val`` clips each step's gradients (``gradient_clip_algorithm``: their total
-    ``norm`` or each ``value``); ``limit_train_batches`` / ``limit_val_batches`` cap each epoch at
-    a number of batches (an integer) or a fraction of them (a number in (0, 1]), as in Lightning.
-    """
-
-    section: ClassVar[str] = "training"
-
-    epochs: int = bounded(3, ge=1)
-    optimizer: str = choice("adam", OPTIMIZERS)
-    lr: float = bounded(1e-3, gt=0)
-    weight_decay: float = bounded(0.0, ge=0)
-    distillation: DistillConfig | None = field(default_factory=DistillConfig)
-    attention_transfer: AttentionTransferConfig | None = None
-    hint: HintConfig | None = None
-    sparsity: SparsityConfig | None = None
-    limit_train_batches: int | float | None = bounded(None, gt=0)
-    limit_val_batches: int | float | None = bounded(None, gt=0)
-    gradient_clip_val: float | None = bounded(None, gt=0)
-    gradient_clip_algorithm: str = choice("norm", CLIP_ALGORITHMS)
-    calibration_samples: int = bounded(256, ge=1)
-    # the task's loss: cross_entropy (classification), mse, l1, or package.module:fn(out, y)
-    loss: str = "cross_entropy"
-    # Ray Train workers per trial (Lightning DDP, or DeepSpeed ZeRO on GPUs); 1 trains in-trial
-    distributed: DistributedConfig = field(default_factory=DistributedConfig)
-
-    def __post_init__(self):
-        super().__post_init__()
-        for name in ("limit_train_batches", "limit_val_batches"):
-            _check_limit(f"training.{name}", getattr(self, name))
-        if self.gradient_clip_algorithm not in CLIP_ALGORITHMS:
-            raise invalid("training.gradient_clip_algorithm", self.gradient_clip_algorithm,
-                          CLIP_ALGORITHMS)
-        if self.gradient_clip_val is not None and self.gradient_clip_algorithm == "value" and (
-                self.distributed.strategy == "deepspeed"):
-            raise ConfigError("training.gradient_clip_algorithm: DeepSpeed clips by norm only; "
-                              "use 'norm' with distributed.strategy 'deepspeed'")
-
-
-def _check_limit(where: str, value: int | float | None) -> None:
-    """Lightning's batch limit: None, an integer >= 1 (batches) or a float in (0, 1] (fraction)."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            value >= 1 if isinstance(value, int) else 0 < value <= 1):
-        raise invalid(where, value, "an integer >= 1 (batches) or a number in (0, 1] "
-                                    "(a fraction of the batches)")
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """The Ray Tune + Optuna search."""
-
-    trials: int = bounded(16, ge=1)
-    concurrency: int = bounded(2, ge=1)
-    sampler: str = choice("tpe", SAMPLERS)
-    seed: int = bounded(0, ge=0)
-    scheduler: str = choice("asha", SCHEDULERS)
-    grace_period: int = bounded(1, ge=1)
-    reduction_factor: int = bounded(2, ge=2)
-    storage: str = "autocompress_runs"
-    cpus_per_trial: float = bounded(1.0, gt=0)
-    max_failures: int = bounded(2, ge=0)  # retries of a trial whose worker or node was lost
-
-    def __post_init__(self):
-        check_fields(self, "search")  # each field's type and range, also when built in code
-
-
-@dataclass(frozen=True)
-class TrackingConfig:
-    """Where trials are recorded (MLflow)."""
-
-    uri: str = "sqlite:///mlruns.db"
-    experiment: str | None = None
-
-
-@dataclass(frozen=True)
 class Recipe:
     """A whole search: model, data, space, budgets, hardware, training, search and tracking."""
 
@@ -186,7 +78,6 @@ class Recipe:
 
     def __post_init__(self):
         check_fields(self)  # types, choices and bounds, also after dataclasses.replace
-        check_loss(self.training.loss)
         # fail early on a bad expression or target
         for budget in parse_budgets(self.budgets, self.quality):
             if budget.target and not self.hardware.knows(budget.target):

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from autocompress.data.batches import batch_size_of, concat, split_batch, take
@@ -24,7 +25,15 @@ from autocompress.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 
-__all__ = ["SPLITS", "DataSplits"]
+__all__ = ["SPLITS", "DataSplits", "loader"]
+
+
+def loader(dataset: Dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0):
+    """A single-process DataLoader (trials are already parallel processes)."""
+    if isinstance(dataset, IterableDataset):
+        return DataLoader(dataset, batch_size=batch_size)
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
 
 
 @dataclass(frozen=True)
@@ -65,8 +74,6 @@ class DataSplits:
 
         ``shuffle`` applies to map-style datasets only (a DataLoader keeps its own order).
         """
-        from autocompress.training.evaluate import loader
-
         source = self._source(split)
         if isinstance(source, IterableDataset):
             return DataLoader(source, batch_size=batch_size)

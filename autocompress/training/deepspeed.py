@@ -19,7 +19,7 @@ from unittest import mock
 from autocompress.errors import ConfigError
 
 if TYPE_CHECKING:
-    from autocompress.training.distributed import DistributedConfig
+    from autocompress.training.config import DistributedConfig
 
 FIELD = "training.distributed.deepspeed"
 DEFAULT_CONFIG: dict[str, Any] = {"zero_optimization": {"stage": 2}}

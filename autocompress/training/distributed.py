@@ -16,108 +16,28 @@ on first use.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from autocompress.config import bounded
-from autocompress.errors import ConfigError, invalid
+from autocompress.errors import ConfigError
+from autocompress.training.config import DistributedConfig
 
 if TYPE_CHECKING:
     from autocompress.methods import DistillConfig
     from autocompress.methods.feature_distillation import AttentionTransferConfig, HintConfig
     from autocompress.methods.regularizers import SparsityConfig
-    from autocompress.recipe import TrainingConfig
+    from autocompress.training.config import TrainingConfig
     from autocompress.zoo import DatasetSplits
 
-STRATEGIES = ("ddp", "deepspeed")
-WORKER_RESOURCE_AMOUNT = 0.001  # a token amount: it selects nodes, it does not limit them
 START_RETRIES = 10  # Train retries a worker group it cannot place (60 s each) this many times
 STOP_TIMEOUT_S = 10.0
 log = logging.getLogger(__name__)
 EpochReport = Callable[[dict[str, Any], "str | None"], None]
-
-
-@dataclass(frozen=True)
-class DistributedConfig:
-    """How one candidate is fine-tuned: ``workers`` Ray Train workers, DDP or DeepSpeed.
-
-    Attributes:
-        workers: Ray Train workers per trial; 1 keeps the single-process path.
-        strategy: ``ddp`` (CPU or GPU) or ``deepspeed`` (ZeRO; CUDA GPUs only).
-        deepspeed: DeepSpeed config passthrough (ZeRO stage, offload, precision); None means
-            ZeRO stage 2. Read with strategy ``deepspeed`` only.
-        use_gpu: One GPU per worker.
-        cpus_per_worker: CPUs reserved per worker (also its torch thread count).
-        worker_resource: A custom node resource the workers ask a token amount of, so they
-            land on the nodes that carry it (``trainer``, as trials do); ignored when no node
-            carries it; None places workers anywhere.
-        find_unused_parameters: DDP's option, for plans whose loss leaves a trainable
-            parameter out (none of the built-in methods does; it costs a graph walk per step).
-    """
-
-    workers: int = bounded(1, ge=1)
-    strategy: str = field(default="ddp", metadata={"choices": STRATEGIES})
-    deepspeed: dict[str, Any] | None = None
-    use_gpu: bool = False
-    cpus_per_worker: float = bounded(1.0, gt=0)
-    worker_resource: str | None = "trainer"
-    find_unused_parameters: bool = False
-
-    def __post_init__(self):
-        if type(self.workers) is not int or self.workers < 1:
-            raise invalid("distributed.workers", self.workers, "an integer >= 1")
-        if self.strategy not in STRATEGIES:
-            raise invalid("distributed.strategy", self.strategy, STRATEGIES)
-        if self.deepspeed is not None and not isinstance(self.deepspeed, Mapping):
-            raise invalid("distributed.deepspeed", self.deepspeed, "a DeepSpeed config mapping")
-        if self.deepspeed is not None and self.strategy != "deepspeed":
-            raise ConfigError("distributed.deepspeed: given, but strategy is "
-                              f"{self.strategy!r}; set strategy: deepspeed or drop it")
-        if self.strategy == "deepspeed" and not self.use_gpu:
-            raise ConfigError("distributed.strategy: 'deepspeed' runs on CUDA GPUs only "
-                              "(Lightning refuses the CPU accelerator); set use_gpu: true, "
-                              "or use strategy 'ddp' on CPUs")
-        if type(self.cpus_per_worker) not in (int, float) or not self.cpus_per_worker > 0:
-            raise invalid("distributed.cpus_per_worker", self.cpus_per_worker, "a number > 0")
-        if self.worker_resource is not None and (
-                not isinstance(self.worker_resource, str) or not self.worker_resource):
-            raise invalid("distributed.worker_resource", self.worker_resource,
-                          "a custom resource name, e.g. 'trainer'")
-
-    @property
-    def enabled(self) -> bool:
-        """True when training leaves the trial process (more than one worker, or GPUs)."""
-        return self.workers > 1 or self.use_gpu
-
-    def worker_bundle(self, cluster: Mapping[str, float]) -> dict[str, float]:
-        """Ray resources of one worker; the custom resource only if ``cluster`` has it."""
-        bundle = {"CPU": float(self.cpus_per_worker), **({"GPU": 1.0} if self.use_gpu else {})}
-        if self.worker_resource and cluster.get(self.worker_resource, 0) > 0:
-            bundle[self.worker_resource] = WORKER_RESOURCE_AMOUNT
-        return bundle
-
-    def per_worker_batch(self, batch_size: int) -> int:
-        """Per-worker batch size, so that the global batch stays the recipe's."""
-        return max(1, math.ceil(batch_size / self.workers))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The config as a plain dict (round-trips through :meth:`from_dict`)."""
-        from autocompress.config import to_dict
-
-        return to_dict(self)
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any] | None) -> DistributedConfig:
-        """Build strictly from a dict: unknown keys and wrong types are ConfigErrors."""
-        from autocompress.config import build
-
-        return build(cls, raw, "distributed")
 
 
 def max_concurrent_trials(dist: DistributedConfig, driver_cpus: float, wanted: int,

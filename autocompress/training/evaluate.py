@@ -5,17 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import Dataset
 
+from autocompress.data.splits import loader
+from autocompress.metrics import MetricConfig, evaluate_metric
 
-def loader(dataset: Dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0):
-    """A single-process DataLoader (trials are already parallel processes)."""
-    if isinstance(dataset, IterableDataset):
-        return DataLoader(dataset, batch_size=batch_size)
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
+__all__ = ["evaluate", "loader"]
 
 
 def evaluate(model: nn.Module, data: Dataset | Iterable, batch_size: int = 256, *,
@@ -30,7 +26,5 @@ def evaluate(model: nn.Module, data: Dataset | Iterable, batch_size: int = 256, 
         metric: A :class:`~autocompress.metrics.MetricConfig`; None is top-1 accuracy.
         label_key: The targets' key in dict batches.
     """
-    from autocompress.metrics import MetricConfig, evaluate_metric
-
     batches = loader(data, batch_size) if isinstance(data, Dataset) else data
     return evaluate_metric(model, batches, metric or MetricConfig(), label_key)

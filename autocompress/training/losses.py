@@ -17,19 +17,11 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from autocompress.errors import ConfigError, invalid
+from autocompress.errors import ConfigError
 from autocompress.methods import DistillConfig, distillation_loss
-
-LOSSES = ("cross_entropy", "mse", "l1")
+from autocompress.training.config import LOSSES, check_loss
 
 __all__ = ["LOSSES", "check_loss", "resolve_loss", "task_loss"]
-
-
-def check_loss(name: str) -> None:
-    """Raise ConfigError unless ``name`` is a built-in loss or an import path (not imported)."""
-    if name not in LOSSES and ":" not in str(name):
-        raise invalid("training.loss", name, f"one of {', '.join(LOSSES)} or "
-                                             "package.module:function")
 
 
 @functools.lru_cache(maxsize=8)

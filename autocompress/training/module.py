@@ -23,7 +23,7 @@ from autocompress.methods.feature_distillation import (
 from autocompress.methods.layers import COMPRESSED
 from autocompress.methods.regularizers import SparsityConfig, SparsityRegularizer, select_layers
 from autocompress.metrics import MetricConfig, MetricState, evaluate_metric, metric_state
-from autocompress.recipe import TrainingConfig
+from autocompress.training.config import TrainingConfig
 from autocompress.training.losses import task_loss
 from autocompress.training.schedule import build_scheduler
 from autocompress.zoo import DatasetSplits

