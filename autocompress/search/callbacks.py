@@ -2,39 +2,27 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable
 from typing import Any
 
 from ray.tune import Callback
 
+from autocompress.search.failures import error_file_text
+from autocompress.search.results import TrialResult, TrialStatus
 from autocompress.tracking import SearchTracker
 from autocompress.tracking.tracker import RETRIES
 
-# Tune's own bookkeeping in every result: not metrics of the candidate
-TUNE_KEYS = frozenset({
-    "timestamp", "training_iteration", "time_since_restore", "iterations_since_restore",
-    "pid", "done", "time_total_s_tune", "checkpoint_dir_name", "date", "hostname", "node_ip",
-    "should_checkpoint", "final", "trial_id", "experiment_tag",
-})
-NODE_PREFIX = "node"  # result keys "node" and "node/TARGET" hold Ray node ids -> MLflow tags
-
 
 def result_metrics(result: dict[str, Any]) -> dict[str, float]:
-    """The numeric results worth logging: the candidate's metrics and constraints."""
-    metrics = {k: float(v) for k, v in result.items()
-               if k not in TUNE_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
-               and math.isfinite(v)}
-    for i, value in enumerate(result.get("constraints") or ()):
-        metrics[f"constraint_{i}"] = float(value)
-    return metrics
+    """The numeric results worth logging: the candidate's metrics and budget violations."""
+    return TrialResult.from_report(result).loggable()
 
 
 def result_tags(result: dict[str, Any]) -> dict[str, str]:
     """Where the trial ran and where it was measured, as ``autocompress.node...`` tags."""
-    return {f"autocompress.{k}": str(v) for k, v in result.items()
-            if (k == NODE_PREFIX or k.startswith(NODE_PREFIX + "/")) and v}
+    return {f"autocompress.{k}": v for k, v in TrialResult.from_report(result).nodes.items()
+            if v}
 
 
 class TrackingCallback(Callback):
@@ -71,23 +59,30 @@ class TrackingCallback(Callback):
         self.tracker.set_tags(trial.trial_id, {RETRIES: self.retries[trial.trial_id]})
 
     def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: D102
-        finish(self.tracker, trial.trial_id, trial.last_result or {}, _artifact(trial))
+        finish(self.tracker, trial.trial_id, outcome(trial))
 
     def on_trial_error(self, iteration, trials, trial, **info):  # noqa: D102
         self.tracker.start_trial(trial.trial_id, self.plan_params(trial.config))
-        self.tracker.finish_trial(trial.trial_id, "failed", _error_text(trial))
+        self.tracker.finish_trial(trial.trial_id, error_result(trial))
 
 
-def finish(tracker: SearchTracker, trial_id: str, result: dict[str, Any],
-           artifact: str | None) -> None:
-    """Close a trial's run from its last result (pruned when it never reported a final one)."""
-    if not result.get("final"):
-        tracker.finish_trial(trial_id, "pruned", "stopped early by the scheduler")
-        return
-    status = result.get("status", "completed")
-    if status == "completed" and not result.get("feasible"):
-        status = "infeasible"  # e.g. an accuracy budget missed after fine-tuning
-    tracker.finish_trial(trial_id, status, result.get("reason", ""), artifact=artifact)
+def outcome(trial: Any) -> TrialResult:
+    """How a trial Tune finished ended: its last result judged (pruned when not final)."""
+    return TrialResult.from_report(trial.last_result, _artifact(trial)).outcome()
+
+
+def error_result(trial: Any) -> TrialResult:
+    """A trial whose worker raised (or died): the real exception from Ray's error file."""
+    reason, trace = error_file_text(getattr(trial, "error_file", None))
+    if not reason:  # no file: Tune's own error string, if it kept one
+        reason = str(getattr(trial, "error_msg", "") or "") or "unknown error (no error file)"
+        reason = reason.strip().splitlines()[-1]
+    return TrialResult(TrialStatus.FAILED, reason=reason, traceback=trace)
+
+
+def finish(tracker: SearchTracker, trial_id: str, result: TrialResult) -> None:
+    """Close a trial's run from its outcome (see :meth:`TrialResult.outcome`)."""
+    tracker.finish_trial(trial_id, result.outcome())
 
 
 def tune_trials(results: Any) -> list[Any]:
@@ -111,10 +106,8 @@ def reconcile(tracker: SearchTracker, trials: Iterable[Any]) -> int:
     for trial in trials:
         if trial.trial_id not in open_runs or trial.status not in ("TERMINATED", "ERROR"):
             continue
-        if trial.status == "ERROR":
-            tracker.finish_trial(trial.trial_id, "failed", _error_text(trial))
-        else:
-            finish(tracker, trial.trial_id, trial.last_result or {}, _artifact(trial))
+        finish(tracker, trial.trial_id,
+               error_result(trial) if trial.status == "ERROR" else outcome(trial))
         closed += 1
     return closed
 
@@ -125,12 +118,3 @@ def _artifact(trial: Any) -> str | None:
         return None
     path = os.path.join(checkpoint.path, "model.acz")
     return path if os.path.exists(path) else None
-
-
-def _error_text(trial: Any) -> str:
-    path = getattr(trial, "error_file", None)
-    if path and os.path.exists(path):
-        with open(path) as f:
-            lines = [line for line in f.read().strip().splitlines() if line.strip()]
-        return lines[-1] if lines else "unknown error"
-    return "unknown error"

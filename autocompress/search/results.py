@@ -1,5 +1,4 @@
-"""A trial's outcome as one typed value: produced by the trial, read by the searcher, the
-tracking callback and the front.
+"""A trial's outcome as one typed value, from the trial to the searcher, tracking and front.
 
 Ray Tune carries results as flat dicts (its searchers see them flattened with ``/``), so a
 :class:`TrialResult` goes through ``tune.report`` as :meth:`TrialResult.to_report` and comes back
@@ -171,7 +170,8 @@ class TrialResult:
             return self.with_status(TrialStatus.PRUNED, "stopped early by the scheduler")
         if self.status == TrialStatus.COMPLETED and not self.feasible:
             broken = ", ".join(k[len(VIOLATION):] for k, v in self.violations.items() if v > 0)
-            return self.with_status(TrialStatus.INFEASIBLE, f"breaks the budget on {broken}")
+            return self.with_status(TrialStatus.INFEASIBLE,
+                                    self.reason or f"breaks the budget on {broken}")
         return self
 
 

@@ -8,6 +8,7 @@ once as infeasible and never trained.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import math
@@ -30,6 +31,8 @@ from autocompress.hardware.measurement import current_node
 from autocompress.hardware.quiet import quiet_node
 from autocompress.methods import CompressionPlan, apply_plan
 from autocompress.recipe import Recipe
+from autocompress.search.failures import Diverged, check_finite, check_loss, failure_result
+from autocompress.search.results import TrialResult, TrialStatus, violation_name
 from autocompress.search.student import build_student
 from autocompress.space import BoundSpace
 from autocompress.training import evaluate
@@ -161,25 +164,41 @@ def measure_on_targets(model: nn.Module, splits: DataSplits, recipe: Recipe,
 def run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> None:
     """Run one candidate end to end, reporting each epoch and a final result.
 
+    Every report is a :class:`TrialResult` in its flat form (:meth:`TrialResult.to_report`).
     A candidate that cannot be built or trained (an error in its plan, its training or its
-    export) ends with a final ``status: failed`` result naming the error, so the search goes
-    on and does not retry it. Infrastructure failures (a Ray worker or node lost) propagate,
-    so Tune retries the trial (``search.max_failures``).
+    export) ends with a final ``failed`` result naming the error and the tail of its
+    traceback; one whose loss or weights turn NaN/inf ends ``diverged`` with the epoch. Either
+    way the search goes on and does not retry it. Infrastructure failures (a Ray worker or
+    node lost) propagate, so Tune retries the trial (``search.max_failures``).
     """
     try:
         _run_trial(config, ctx, report)
     except Exception as exc:
         if _is_infrastructure(exc):
             raise
-        report({"status": "failed", "reason": f"{type(exc).__name__}: {exc}", "final": 1.0,
-                "feasible": 0.0, "epochs_trained": 0,
-                ctx.recipe.metric.key: ctx.recipe.metric.worst,
-                "latency_ms": math.nan, "size_kb": math.nan, "node": current_node()}, None)
+        worst = {ctx.recipe.metric.key: ctx.recipe.metric.worst, "latency_ms": math.nan,
+                 "size_kb": math.nan}
+        report(failure_result(exc, worst, {"node": current_node()}).to_report(), None)
 
 
 def _is_infrastructure(exc: BaseException) -> bool:
     ray = sys.modules.get("ray")
     return ray is not None and isinstance(exc, ray.exceptions.RayError)
+
+
+def named_violations(budgets: tuple[Budget, ...], values: list[float]) -> dict[str, float]:
+    """Each budget's violation keyed ``violation/<budget key>``, in the budgets' order."""
+    named: dict[str, float] = {}
+    for budget, value in zip(budgets, values, strict=True):
+        named[violation_name(budget.key, named)] = float(value)
+    return named
+
+
+def broken_budgets(budgets: tuple[Budget, ...], values: list[float],
+                   measured: dict[str, float]) -> str:
+    """Which budgets a candidate breaks and what it measured, e.g. ``size_kb<=60 (75.3)``."""
+    return ", ".join(f"{b} ({measured.get(b.key, math.nan):.4g})"
+                     for b, v in zip(budgets, values, strict=True) if v > 0)
 
 
 def _run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> None:
@@ -205,18 +224,21 @@ def _run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> No
         reference=teacher if recipe.hardware.paired and ctx.baseline else None,
         baseline=ctx.baseline)
     constraints = _untrained_violations(ctx.budgets, costs, recipe.metric.key)
-    base = {**costs, "constraints": constraints, "feasible": float(is_feasible(constraints)),
-            "time_profile_s": time.perf_counter() - started, "node": current_node(), **nodes}
+    measured = {**costs, "time_profile_s": time.perf_counter() - started}
     if predicted is not None:
-        base.update(latency_predicted_ms=predicted,
-                    latency_prediction_error=predicted / costs["latency_ms"] - 1)
+        measured.update(latency_predicted_ms=predicted,
+                        latency_prediction_error=predicted / costs["latency_ms"] - 1)
+    start = TrialResult(TrialStatus.RUNNING, measured, named_violations(ctx.budgets, constraints),
+                        final=False, nodes={"node": current_node(), **nodes})
     if not is_feasible(constraints):
         with _work(recipe):
             value = quality(student, splits, recipe)  # cheap, and tells what was given up
-        report({**base, recipe.metric.key: value, "epochs_trained": 0, "final": 1.0,
-                "status": "infeasible"}, None)
+        reason = "breaks " + broken_budgets(ctx.budgets, constraints, costs) + " untrained"
+        report(TrialResult(TrialStatus.INFEASIBLE, {**measured, recipe.metric.key: value},
+                           start.violations, reason=reason, nodes=start.nodes).to_report(), None)
         return
-    _fine_tune(student, teacher, splits, plan, ctx, base, report)
+    _fine_tune(student, teacher, splits, plan, ctx, start, report)
+    check_finite(student, recipe.training.epochs)  # NaN weights: diverged, not an export error
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / ARTIFACT_NAME
         size = save_compressed(student, path, extra=extra)  # coded sizes depend on the values
@@ -225,10 +247,15 @@ def _run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> No
         final = {**costs, "size_bytes": float(size), "size_kb": size / 1024,
                  recipe.metric.key: value}
         constraints = violations(ctx.budgets, final)
-        report({**base, **final, "constraints": constraints,
-                "feasible": float(is_feasible(constraints)),
-                "epochs_trained": recipe.training.epochs, "final": 1.0, "status": "completed",
-                "time_total_s": time.perf_counter() - started}, tmp)
+        result = TrialResult(
+            TrialStatus.COMPLETED,
+            {**measured, **final, "time_total_s": time.perf_counter() - started},
+            named_violations(ctx.budgets, constraints), epoch=recipe.training.epochs,
+            nodes=start.nodes)
+        if not result.feasible:
+            result = result.with_status(TrialStatus.COMPLETED, "breaks " + broken_budgets(
+                ctx.budgets, constraints, final) + " after training")
+        report(result.to_report(), tmp)
 
 
 def _work(recipe: Recipe):
@@ -260,19 +287,19 @@ def _screen(plan: CompressionPlan, teacher: nn.Module, splits: DataSplits,
         return predicted
     decided = {id(b) for b in latency_budgets(ctx.budgets)}
     constraints = [b.violation(predicted) if id(b) in decided else 0.0 for b in ctx.budgets]
-    report({"status": "infeasible", "predicted_only": 1.0, "final": 1.0, "feasible": 0.0,
-            "epochs_trained": 0, ctx.recipe.metric.key: ctx.recipe.metric.worst,
-            "latency_ms": predicted,
-            "latency_predicted_ms": predicted, "size_kb": math.inf,
-            "constraints": constraints, "time_profile_s": time.perf_counter() - started,
-            "node": current_node(),
-            "reason": f"predicted latency {predicted:.4g} ms breaks the latency budget by more "
-                      f"than the reject margin {hw.reject_margin:g}; not built"}, None)
+    metrics = {ctx.recipe.metric.key: ctx.recipe.metric.worst, "latency_ms": predicted,
+               "predicted_only": 1.0, "latency_predicted_ms": predicted, "size_kb": math.inf,
+               "time_profile_s": time.perf_counter() - started}
+    reason = (f"predicted latency {predicted:.4g} ms breaks the latency budget by more than "
+              f"the reject margin {hw.reject_margin:g}; not built")
+    report(TrialResult(TrialStatus.INFEASIBLE, metrics,
+                       named_violations(ctx.budgets, constraints), reason=reason,
+                       nodes={"node": current_node()}).to_report(), None)
     return None
 
 
 def _fine_tune(student, teacher, splits, plan: CompressionPlan, ctx: SearchContext,
-               base: dict[str, Any], report: Report) -> None:
+               start: TrialResult, report: Report) -> None:
     recipe, t = ctx.recipe, ctx.recipe.training
     options = {"distillation": plan.distillation or t.distillation,
                "attention": plan.attention_transfer or t.attention_transfer,
@@ -283,14 +310,20 @@ def _fine_tune(student, teacher, splits, plan: CompressionPlan, ctx: SearchConte
         from autocompress.training import fine_tune_distributed
 
         storage = Path(recipe.search.storage).resolve() / "train"
-        fine_tune_distributed(student, teacher, splits, t, t.distributed, report, base=base,
-                              storage_path=str(storage), **options)
+        fine_tune_distributed(student, teacher, splits, t, t.distributed, report,
+                              base=start.to_report(), storage_path=str(storage), **options)
         return
+    fine_tune_with_reports(student, teacher, splits, ctx, start, report, options)
+
+
+def fine_tune_with_reports(student, teacher, splits, ctx: SearchContext, start: TrialResult,
+                           report: Report, options: dict[str, Any]) -> None:
+    """Fine-tune on one process, reporting each epoch; NaN/inf loss or metric: :class:`Diverged`."""
     import pytorch_lightning as pl
 
-    from autocompress.training import epoch_result, fine_tune
+    from autocompress.training import fine_tune
 
-    key = recipe.metric.key
+    recipe, key = ctx.recipe, ctx.recipe.metric.key
 
     class EpochReport(pl.Callback):
         """Report the validation metric each epoch so the scheduler can stop weak candidates.
@@ -299,15 +332,19 @@ def _fine_tune(student, teacher, splits, plan: CompressionPlan, ctx: SearchConte
         the module's own epoch-end hook, which runs after the callbacks' one.
         """
 
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            check_loss(outputs, trainer.current_epoch + 1)
+
         def on_validation_end(self, trainer, pl_module):
             if trainer.sanity_checking:
                 return
-            result = epoch_result(base, float(trainer.callback_metrics[f"val_{key}"]),
-                                  trainer.current_epoch + 1)
-            result[key] = result.pop("accuracy")  # epoch_result names it accuracy
-            report(result, None)
+            value, epoch = float(trainer.callback_metrics[f"val_{key}"]), trainer.current_epoch + 1
+            if not math.isfinite(value):
+                raise Diverged(f"the validation {key}", epoch)
+            report(dataclasses.replace(start, metrics={**start.metrics, key: value},
+                                       epoch=epoch).to_report(), None)
 
-    fine_tune(student, teacher, splits, t, callbacks=[EpochReport()],
+    fine_tune(student, teacher, splits, recipe.training, callbacks=[EpochReport()],
               quiet=recipe.hardware.quiet, metric=recipe.metric, **options)
 
 

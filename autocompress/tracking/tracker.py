@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from autocompress.errors import ConfigError
+from autocompress.tracking.naming import trial_run_name
 from autocompress.tracking.store import get_or_create_experiment, init_store, normalize_uri
 
 ROLE, TRIAL_ID, STATUS, REASON, PARETO = (
@@ -14,11 +15,14 @@ ROLE, TRIAL_ID, STATUS, REASON, PARETO = (
     "autocompress.failure_reason", "autocompress.pareto",
 )
 TUNE_PATH, RETRIES = "autocompress.tune_path", "autocompress.retries"
-PARENT = "mlflow.parentRunId"
+EPOCH, WARNING = "autocompress.epoch", "autocompress.warning"
+PARENT, NOTE = "mlflow.parentRunId", "mlflow.note.content"
 ARTIFACT_DIR = "model"
-STATUSES = ("completed", "infeasible", "pruned", "failed")
-_RUN_STATUS = {"completed": "FINISHED", "infeasible": "FINISHED", "pruned": "KILLED",
-               "failed": "FAILED"}
+FAILURE_LOG = "failure.txt"
+STATUSES = ("completed", "infeasible", "pruned", "failed", "diverged")
+# a trial the scheduler stopped ran as planned: FINISHED, told apart by its status tag
+_RUN_STATUS = {"completed": "FINISHED", "infeasible": "FINISHED", "pruned": "FINISHED",
+               "failed": "FAILED", "diverged": "FAILED"}
 
 
 def _now_ms() -> int:
@@ -34,6 +38,7 @@ class SearchTracker:
         self.experiment_id = get_or_create_experiment(self.client, experiment, self.uri)
         self.parent_id: str | None = None
         self._runs: dict[str, str] = {}
+        self.model_example: Any = None  # one input (numpy) for the models' signature
 
     def start_search(self, name: str, params: Mapping[str, Any], texts: Mapping[str, str],
                      baseline: Mapping[str, float]) -> str:
@@ -107,8 +112,9 @@ class SearchTracker:
     def start_trial(self, trial_id: str, params: Mapping[str, Any]) -> str:
         """Open (once) the child run of ``trial_id`` with the plan as params."""
         if trial_id not in self._runs:
+            name = trial_run_name(len(self._runs) + 1, params)
             run = self.client.create_run(
-                self.experiment_id, run_name=f"trial-{trial_id}",
+                self.experiment_id, run_name=name,
                 tags={PARENT: self.parent_id, ROLE: "trial", TRIAL_ID: trial_id,
                       STATUS: "running"},
             )
@@ -124,17 +130,42 @@ class SearchTracker:
         """Log metrics on any run of this search (e.g. ``test_*`` after the search)."""
         self._log(run_id, metrics=metrics)
 
-    def finish_trial(self, trial_id: str, status: str, reason: str = "",
+    def finish_trial(self, trial_id: str, status: Any, reason: str = "",
                      artifact: str | None = None) -> None:
-        """Close the trial's run with its status, failure reason and model artifact."""
+        """Close the trial's run with its status, reason, failure log and model artifact.
+
+        Args:
+            trial_id: The Tune trial.
+            status: A status name, or a ``TrialResult`` (search/results.py) whose status,
+                reason, traceback, epoch and artifact are recorded.
+            reason: Why it failed / was pruned / is infeasible (with a status name).
+            artifact: A local ``model.acz`` (with a status name).
+        """
+        result = status if hasattr(status, "traceback") else None
+        if result is not None:
+            status, reason, artifact = result.status.value, result.reason, result.artifact
         run_id = self._runs[trial_id]
         if artifact:
             self.client.log_artifact(run_id, artifact, ARTIFACT_DIR)
+            if status == "completed":
+                self._log_model(run_id, artifact)
         tags = {STATUS: status}
         if reason:
             tags[REASON] = reason[:4000]
+        if result is not None and result.epoch:
+            tags[EPOCH] = result.epoch
+        if status in ("failed", "diverged"):
+            trace = result.traceback if result is not None else ""
+            self.client.log_text(run_id, f"{status}: {reason}\n\n{trace}".rstrip() + "\n",
+                                 FAILURE_LOG)
         self._log(run_id, tags=tags)
         self.client.set_terminated(run_id, _RUN_STATUS[status])
+
+    def _log_model(self, run_id: str, artifact: str) -> None:
+        """Log the artifact as an MLflow Model too (pyfunc flavour; see tracking/pyfunc.py)."""
+        from autocompress.tracking.pyfunc import log_pyfunc
+
+        log_pyfunc(self.uri, run_id, artifact, self.model_example)
 
     def finish_search(self, front: list[str], others: list[str],
                       metrics: Mapping[str, float]) -> None:
