@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from autocompress.errors import invalid
+from autocompress.search.results import TrialStatus
 
 SAMPLERS = ("tpe", "nsga2", "random")
 
@@ -45,7 +46,7 @@ class ConstrainedOptunaSearch(OptunaSearch):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         ot_trial = self._ot_trials[trial_id]
-        if error or not result or result.get("status") == "failed":
+        if error or not result or TrialStatus.parse(result.get("status")).ended_badly:
             self._tell(trial_id, ot_trial, None, TrialState.FAIL)
             return
         if not result.get("final"):
