@@ -21,6 +21,7 @@ import ray
 import torch
 
 from autocompress import load_compressed
+from autocompress.hardware.targets import build_profiler
 from autocompress.recipe import Recipe
 from autocompress.search import apply_overrides, run_search
 from autocompress.search.baseline import load_or_train
@@ -49,7 +50,7 @@ def main() -> None:
 
 def retime(recipe, search, tmp: Path) -> dict[str, float]:
     """Each Pareto member's latency ratio to the baseline, timed alone and paired, now."""
-    profiler = recipe.hardware.profiler()
+    profiler = build_profiler(recipe.hardware)
     splits = load_splits(recipe)
     example = splits.val.tensors[0][: recipe.hardware.batch_size]
     baseline = load_or_train(recipe, Path(recipe.search.storage))  # cached by the search

@@ -9,15 +9,19 @@ import sys
 import optuna
 import pytest
 import torch
+import yaml
 
 from autocompress.errors import ConfigError, PlanError
+from autocompress.hardware import targets
+from autocompress.hardware.config import Protocol
 from autocompress.hardware.lut import LatencyTable, LatencyTableProfiler, Residual
 from autocompress.hardware.lut.error import Case, error_report
 from autocompress.hardware.lut.kernels import STRUCTURES, plan_kernels, plan_skeleton, trace
 from autocompress.hardware.lut.timing import GROUP, ROTATION, Isolated, filler_layers, sweep
-from autocompress.hardware.profilers import Protocol
+from autocompress.hardware.targets import build_profiler
 from autocompress.methods import METHODS, CompressionPlan, apply_plan, compressible_layers
 from autocompress.methods.base import PRUNE
+from autocompress.recipe import Recipe
 from autocompress.space import SearchSpace, bind
 from autocompress.testing import build_tiny, example_input
 from autocompress.zoo import build_model
@@ -312,6 +316,27 @@ def test_the_table_as_a_profiler_measures_the_baseline_then_predicts(mlp, tmp_pa
     assert measured.params < base.params and LatencyTable.load(tmp_path / "t.json").entries
     with pytest.raises(ConfigError, match=r"latency_table\.target"):
         LatencyTableProfiler(target="cuda")
+
+
+def test_a_recipe_selects_the_table_as_a_named_target(mlp, tmp_path, monkeypatch):
+    monkeypatch.setattr(targets, "_CACHE", {})  # this test's profilers only
+    raw = yaml.safe_load((ROOT / "recipes" / "quickstart.yaml").read_text())
+    raw["budgets"] = ["latency_ms<=50@edge", "latency_ms<=50@ort-table"]
+    raw["hardware"] = {"warmup": 1, "repeats": 5, "min_repeats": 1, "max_seconds": 0.2,
+                       "quiet": False,
+                       "targets": {"edge": {"target": "lut", "table": str(tmp_path / "e.json")},
+                                   "ort-table": {"target": "cpu-onnxruntime",
+                                                 "table": str(tmp_path / "o.json")}}}
+    recipe = Recipe.from_dict(raw)
+    edge = build_profiler(recipe.hardware, "edge")
+    assert isinstance(edge, LatencyTableProfiler) and edge.target == "cpu-torch"
+    wrapped = build_profiler(recipe.hardware, "ort-table")  # "table" wraps the target it names
+    assert isinstance(wrapped, LatencyTableProfiler) and wrapped.target == "cpu-onnxruntime"
+    model, x = mlp
+    names = recipe.hardware.target_names(recipe.parsed_budgets())
+    metrics = targets.measure(model, x, recipe.hardware, names[:1])
+    assert metrics["latency_ms/edge"] > 0 and (tmp_path / "e.json").is_file()
+    assert LatencyTable.load(tmp_path / "e.json").entries  # the table it kept and predicted by
 
 
 # --- the MiniLM text classifier ---------------------------------------------------------------

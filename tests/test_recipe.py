@@ -10,6 +10,7 @@ import yaml
 
 from autocompress.errors import ConfigError
 from autocompress.hardware import Budget
+from autocompress.hardware.targets import build_profiler
 from autocompress.methods import DistillConfig
 from autocompress.recipe import SAMPLERS, Recipe
 from autocompress.space import SearchSpace
@@ -210,7 +211,7 @@ def test_budgets_may_name_further_targets_and_named_variants(raw):
     assert [b.key for b in budgets] == ["latency_ms/cpu-onnxruntime", "latency_ms",
                                         "latency_p90_ms/edge"]
     assert recipe.hardware.target_names(budgets) == ("cpu-onnxruntime", "edge")
-    edge = recipe.hardware.profiler("edge")
+    edge = build_profiler(recipe.hardware, "edge")
     assert edge.name == "cpu-onnxruntime" and edge.int8 and edge.threads == 2
     assert Recipe.from_dict(recipe.to_dict()) == recipe
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from autocompress.config import bounded, check_fields, choice
 from autocompress.errors import invalid
-from autocompress.hardware.budget import Budget
+from autocompress.hardware.budget import RELATIVE, TARGETED, Budget, parse_budgets
 from autocompress.hardware.registry import PROFILERS
 
 TARGETS = tuple(PROFILERS)
@@ -112,4 +112,6 @@ class HardwareConfig:
         return build_profiler(self, name)
 
 
-__all__ = ["TARGETS", "HardwareConfig", "Protocol"]
+# the budget names and the target registry, for config code (recipe.py) to import from here
+__all__ = ["PROFILERS", "RELATIVE", "TARGETED", "TARGETS", "Budget", "HardwareConfig", "Protocol",
+           "parse_budgets"]

@@ -16,7 +16,7 @@ import time
 from bisect import bisect_right
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -24,6 +24,9 @@ from torch import nn
 from autocompress.export import deployable
 from autocompress.hardware.base import BaseProfiler
 from autocompress.hardware.timing import repeat_until_stable, torch_threads
+
+if TYPE_CHECKING:
+    from autocompress.hardware.onnxruntime import OnnxRuntimeCPUProfiler
 
 OTHER, RUNTIME = "(other)", "(runtime)"
 Run = tuple[float, dict[str, float]]  # one instrumented run: (whole run ms, ms per row name)
@@ -43,8 +46,8 @@ def hooked_layer_times(model: nn.Module, example: torch.Tensor, profiler: BasePr
     return _medians(runs, OTHER), "forward hooks, time.perf_counter", len(runs)
 
 
-def onnxruntime_layer_times(model: nn.Module, example: torch.Tensor, profiler: Any,
-                            leaves: set[str]) -> LayerTimes:
+def onnxruntime_layer_times(model: nn.Module, example: torch.Tensor,
+                            profiler: OnnxRuntimeCPUProfiler, leaves: set[str]) -> LayerTimes:
     """Kernel time per leaf module from ONNX Runtime's profiler (float or int8 graph)."""
     names = {n for n, _ in model.named_modules() if n}
     runs = _onnxruntime_runs(model, example, profiler, names)
@@ -134,17 +137,16 @@ def _hooked_runs(model: nn.Module, x: torch.Tensor, profiler: BaseProfiler,
 
 
 def _onnxruntime_runs(model: nn.Module, example: torch.Tensor,
-                      profiler: Any, names: set[str]) -> list[Run]:
+                      profiler: OnnxRuntimeCPUProfiler, names: set[str]) -> list[Run]:
     """Kernel time per module of each timed run, from ONNX Runtime's profiler trace."""
     import onnx
 
     from autocompress.export.onnx import export_onnx
-    from autocompress.hardware.onnxruntime import session as ort_session
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         export_onnx(model, example, path, int8=profiler.int8, calibration=profiler.calibration)
-        session = ort_session(path, profiler.threads, profile_prefix=Path(tmp) / "trace")
+        session = profiler.session(path, profile_prefix=Path(tmp) / "trace")
         feed = {session.get_inputs()[0].name: example.detach().numpy()}
         stats = repeat_until_stable(lambda: session.run(None, feed), profiler.protocol)
         events = json.loads(Path(session.end_profiling()).read_text())

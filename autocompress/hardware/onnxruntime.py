@@ -132,3 +132,7 @@ class OnnxRuntimeCPUProfiler(BaseProfiler):
     def layer_times(self, model: nn.Module, example: torch.Tensor,
                     leaves: set[str]) -> LayerTimes:  # noqa: D102
         return onnxruntime_layer_times(model, example, self, leaves)
+
+    def session(self, path: str | os.PathLike, profile_prefix: str | os.PathLike | None = None):
+        """A session of the exported file at ``path`` with this target's threads."""
+        return session(path, self.threads, profile_prefix)

@@ -5,6 +5,8 @@ target (``hardware.targets``) takes its own mapping, whose ``target`` is the reg
 it measures on. Options that wrap it: ``resource`` times it on the Ray node carrying that
 resource (the ``remote`` target), ``table`` predicts it with a latency lookup table kept in that
 file (the ``lut`` target).
+
+:func:`profile` is the one-call shortcut: one model on this CPU, no config.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from autocompress.errors import ConfigError, invalid
 from autocompress.hardware.base import BaseProfiler
 from autocompress.hardware.budget import TARGETED, metric_key
 from autocompress.hardware.config import HardwareConfig
+from autocompress.hardware.measurement import Measurement
 from autocompress.hardware.registry import get_profiler
+from autocompress.hardware.timing import shortcut_protocol
 
 _WRAPPERS = {"resource": "remote", "table": "lut"}  # option -> the target wrapping the others
 _CACHE: dict[str, BaseProfiler] = {}
@@ -127,5 +132,36 @@ def measure(model: nn.Module, example: Any, hardware: HardwareConfig,
     return measure_on_targets(model, example, hardware, names, **options)[0]
 
 
-__all__ = ["build_profiler", "clear_profiler_caches", "measure", "measure_on_targets",
+def profile(
+    model: nn.Module,
+    example: torch.Tensor,
+    *,
+    threads: int = 1,
+    warmup: int = 10,
+    repeats: int = 50,
+    max_seconds: float = 2.0,
+    measure: bool = True,
+    base: dict | None = None,
+    extra: dict | None = None,
+) -> Measurement:
+    """Measure ``model`` with eager PyTorch on the CPU (``cpu-torch``), or count only.
+
+    Args:
+        model: The (compressed) model.
+        example: A batch of inputs; its batch size is the timed batch size.
+        threads: Intra-op threads during timing.
+        warmup: Untimed runs first.
+        repeats: Timed runs (fewer if ``max_seconds`` passes first, at least 5).
+        max_seconds: Time cap of the timed runs.
+        measure: Skip latency (analytic costs and artifact bytes only) when False.
+        base: Factory reference of the model, when it was not built by the zoo.
+        extra: Metadata stored in the artifact (counted in its bytes, as when saved).
+    """
+    protocol = shortcut_protocol(warmup, repeats, max_seconds)
+    target = "cpu-torch" if measure else "analytic"
+    return get_profiler(target, threads=threads, protocol=protocol).measure(
+        model, example, base, extra)
+
+
+__all__ = ["build_profiler", "clear_profiler_caches", "measure", "measure_on_targets", "profile",
            "profiler_for"]

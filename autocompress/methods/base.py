@@ -9,6 +9,7 @@ prune (0) -> factorize / replace filters (1) -> sparsify (2) -> share or quantiz
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -176,10 +177,20 @@ def register(method: Method) -> Method:
     return method
 
 
+# the modules that register the built-in methods when imported
+BUILTIN_MODULES = tuple(f"autocompress.methods.{m}" for m in (
+    "pruning", "sparsity", "quantization", "lowrank", "decomposition", "compact", "structured"))
+
+
+def _load_builtins() -> None:
+    """Import the built-in methods' modules (each registers its methods), once."""
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
 def get_method(name: str, where: str = "method") -> Method:
     """Look a method up by name, failing with the list of valid names."""
-    from autocompress import methods as _  # noqa: F401  (registers the built-in methods)
-
+    _load_builtins()
     try:
         return METHODS[name]
     except KeyError:

@@ -7,11 +7,22 @@
 * :mod:`~autocompress.hardware.lut.error`: how far its predictions are from measurement;
 * :mod:`~autocompress.hardware.lut.profiler`: the table as the selectable target ``lut``;
 * :mod:`~autocompress.hardware.lut.predictor`: screening plans before they are built, in a search.
+
+The public names below are imported from those modules on first use.
 """
 
-from autocompress.hardware.lut.parts import Entry, Part, Prediction, Residual
-from autocompress.hardware.lut.profiler import LatencyTableProfiler
-from autocompress.hardware.lut.table import TIMED_TARGETS, LatencyTable, cpu_model, family
+import importlib
 
-__all__ = ["TIMED_TARGETS", "Entry", "LatencyTable", "LatencyTableProfiler", "Part",
-           "Prediction", "Residual", "cpu_model", "family"]
+_HOMES = {
+    "Entry": "parts", "Part": "parts", "Prediction": "parts", "Residual": "parts",
+    "LatencyTableProfiler": "profiler",
+    "TIMED_TARGETS": "table", "LatencyTable": "table", "cpu_model": "table", "family": "table",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
