@@ -6,9 +6,12 @@ coordinate. Use :func:`orient` to turn a dict of metrics into such a vector.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from autocompress import _CallableModule
 
 _MODES = ("min", "max")
 
@@ -158,3 +161,7 @@ def orient(values: Mapping[str, float], objectives: Mapping[str, str]) -> tuple[
         value = float(values[name])
         out.append(-value if mode == "max" else value)
     return tuple(out)
+
+
+# ``autocompress.pareto(experiment)`` reads a search's front (autocompress.api.pareto)
+sys.modules[__name__].__class__ = _CallableModule

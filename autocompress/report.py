@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
-
-from autocompress.methods import CompressionPlan
 
 COLUMNS = ("accuracy", "latency_ms", "size_kb", "params", "macs")
 
@@ -19,10 +18,19 @@ def _columns(search) -> tuple[str, ...]:
 
 
 def _plan_summary(params: dict[str, str]) -> str:
-    try:
-        return CompressionPlan.from_params(params).summary()
-    except Exception:  # noqa: BLE001  (display only)
-        return "?"
+    """The plan in words, ``conv1: prune 50% · 8-bit; fc: svd 25%`` ("?" if unreadable)."""
+    from autocompress.viz.plans import plan_from_params, plan_text
+
+    plan = plan_from_params(params)
+    return "?" if plan is None else plan_text(plan, limit=99)
+
+
+def front_rows(search, include_all: bool = False) -> list[dict[str, Any]]:
+    """The baseline and the front (or all trials) as flat rows (CSV)."""
+    doc = front_json(search, include_all)
+    base = {"trial": "baseline", "status": "-", **{k: doc["baseline"].get(k)
+                                                  for k in _columns(search)}}
+    return [base, *doc["trials"]]
 
 
 def front_json(search, include_all: bool = False) -> dict[str, Any]:
@@ -42,12 +50,13 @@ def front_json(search, include_all: bool = False) -> dict[str, Any]:
 
 
 def print_front(search, include_all: bool = False, plans: bool = False,
-                console: Console | None = None) -> None:
+                console: Console | None = None, caption: str | None = None) -> None:
     """Print the Pareto front with the baseline as the first row."""
     console = console or Console()
     title = "all trials" if include_all else "Pareto front"
     table = Table(title=f"{title} (search {search.run_id[:8]}, "
-                        f"hypervolume {search.metrics.get('hypervolume', float('nan')):.4f})")
+                        f"hypervolume {search.metrics.get('hypervolume', float('nan')):.4f})",
+                  caption=caption)
     columns = _columns(search)
     for name in ("trial", "status", *columns):
         table.add_column(_header(name), no_wrap=True, min_width=8 if name == "trial" else None)
@@ -58,8 +67,8 @@ def print_front(search, include_all: bool = False, plans: bool = False,
                   *(["uncompressed"] if plans else []))
     for t in search.trials if include_all else search.front():
         status = t.status + (" *" if t.pareto else "")
-        table.add_row(t.trial_id, status, *(_fmt(t.metrics.get(k)) for k in columns),
-                      *([_plan_summary(t.params)] if plans else []))
+        table.add_row(escape(t.trial_id), status, *(_fmt(t.metrics.get(k)) for k in columns),
+                      *([escape(_plan_summary(t.params))] if plans else []))
     console.print(table)
 
 
@@ -76,7 +85,7 @@ def print_summary(summary, console: Console | None = None) -> None:
         table.add_column(_header(name))
     table.add_row("baseline", *(_fmt(summary.baseline.get(k)) for k in columns))
     for row in summary.front:
-        table.add_row(row["trial"], *(_fmt(row.get(k)) for k in columns))
+        table.add_row(escape(str(row["trial"])), *(_fmt(row.get(k)) for k in columns))
     console.print(table)
 
 

@@ -19,8 +19,11 @@ from autocompress.zoo import build_model
 SPLITS_VERSION = 2
 
 
-def load_or_train(recipe: Recipe, storage: Path) -> nn.Module:
-    """The recipe's trained model: its checkpoint, or a baseline trained once and cached."""
+def load_or_train(recipe: Recipe, storage: Path, callbacks: tuple = ()) -> nn.Module:
+    """The recipe's trained model: its checkpoint, or a baseline trained once and cached.
+
+    ``callbacks`` (Lightning callbacks, e.g. progress lines) watch the baseline's training.
+    """
     model = build_model(recipe.model.name, **recipe.model.kwargs)
     if recipe.model.checkpoint:
         from autocompress.search.checkpoint import load_checkpoint
@@ -38,7 +41,8 @@ def load_or_train(recipe: Recipe, storage: Path) -> nn.Module:
                                          distillation=None, loss=recipe.training.loss,
                                          **pretrain.schedule_fields())
     fine_tune(model, None, load_splits(recipe), training, distillation=None,
-              batch_size=recipe.data.batch_size, seed=recipe.search.seed, metric=recipe.metric)
+              batch_size=recipe.data.batch_size, seed=recipe.search.seed, metric=recipe.metric,
+              callbacks=callbacks)
     cache.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), cache)
     return model.eval()

@@ -51,7 +51,8 @@ class SearchSummary:
     mode: str = "max"
 
 
-def prepare(recipe: Recipe) -> tuple[SearchContext, dict[str, float], SearchSpace]:
+def prepare(recipe: Recipe, progress: Any = None) -> tuple[SearchContext, dict[str, float],
+                                                             SearchSpace]:
     """Load data and model, train or load the baseline, bind the space, measure the baseline.
 
     The space binds to the layers of ``model.student`` when the recipe has one, else of the
@@ -63,7 +64,7 @@ def prepare(recipe: Recipe) -> tuple[SearchContext, dict[str, float], SearchSpac
     space_path = recipe.resolve(recipe.space)
     space = SearchSpace.from_yaml(space_path)
     storage = Path(recipe.search.storage).resolve()
-    teacher = load_or_train(recipe, storage)
+    teacher = load_or_train(recipe, storage, _epoch_lines(progress, recipe))
     student = initial_student(recipe)  # model.student: plans apply to it instead of the teacher
     base = teacher if student is None else student
     splits = load_splits(recipe)  # timing and tracing inputs come from val, never test
@@ -81,7 +82,7 @@ def prepare(recipe: Recipe) -> tuple[SearchContext, dict[str, float], SearchSpac
 
 
 def run_search(recipe: Recipe, ray_address: str | None = None, verbose: int = 1,
-               resume: bool = False) -> SearchSummary:
+               resume: bool = False, progress: Any = None) -> SearchSummary:
     """Run the recipe's search on Ray Tune and record it in MLflow.
 
     Args:
@@ -91,6 +92,8 @@ def run_search(recipe: Recipe, ray_address: str | None = None, verbose: int = 1,
         resume: Continue the experiment's latest unfinished search from its Tune storage
             instead of starting a new one: finished trials are kept, interrupted ones are
             run again into the MLflow run they already have, and the rest are sampled.
+        progress: A :class:`~autocompress.search.progress.SearchProgress` to show phases and
+            trials on (None: nothing printed but Tune's own output).
     """
     started = time.perf_counter()
     check_recipe(recipe)  # fail fast: before Ray is imported and the MLflow store opens
@@ -102,16 +105,20 @@ def run_search(recipe: Recipe, ray_address: str | None = None, verbose: int = 1,
     if owns_ray:  # before the baseline: a remote target measures it through Ray
         _init_ray(ray_address)
     try:
-        return _search(recipe, tracker, started, verbose, resumed)
+        return _search(recipe, tracker, started, verbose, resumed, progress)
     finally:
         if owns_ray:
             ray.shutdown()
 
 
 def _search(recipe: Recipe, tracker: SearchTracker, started: float, verbose: int,
-            resumed: tuple[str, str, dict[str, float]] | None) -> SearchSummary:
+            resumed: tuple[str, str, dict[str, float]] | None,
+            progress: Any = None) -> SearchSummary:
     check_tracking_for_cluster(tracker.uri)
-    ctx, baseline, space = prepare(recipe)
+    _phase(progress, f"preparing {recipe.name}: data, baseline model (trained once, then "
+                     f"cached), search space; tracking {tracker.uri}")
+    ctx, baseline, space = prepare(recipe, progress)
+    _phase(progress, "baseline measured: " + _costs(baseline, recipe.metric.key))
     if resumed:
         parent_id, tune_path, baseline = resumed
         ctx = dataclasses.replace(ctx, baseline=baseline)  # anchor latencies as before
@@ -126,18 +133,43 @@ def _search(recipe: Recipe, tracker: SearchTracker, started: float, verbose: int
         )
         tune_path = None
     setup_s = time.perf_counter() - started
+    _phase(progress, f"search {'resumed' if resumed else 'started'}: {recipe.search.trials} "
+                     f"trials, {recipe.search.concurrency} at once, sampler "
+                     f"{recipe.search.sampler}")
     try:
-        _run_tuner(recipe, ctx, tracker, verbose, tune_path)
+        _run_tuner(recipe, ctx, tracker, verbose, tune_path, progress)
     except SearchInterrupted:
         raise
     except BaseException as exc:
         tracker.fail_search(f"{type(exc).__name__}: {exc}")
         raise
     tune_s = time.perf_counter() - started - setup_s
-    return _finish(ctx, tracker, baseline, time.perf_counter() - started, setup_s, tune_s)
+    summary = _finish(ctx, tracker, baseline, time.perf_counter() - started, setup_s, tune_s)
+    _phase(progress, f"done: {summary.trials} trials in {summary.wall_s:.0f}s, front of "
+                     f"{len(summary.front)}, hypervolume {summary.hypervolume:.4f}")
+    return summary
 
 
-def _run_tuner(recipe, ctx, tracker, verbose, restore: str | None) -> None:
+def _phase(progress: Any, text: str) -> None:
+    if progress is not None:
+        progress.phase(text)
+
+
+def _epoch_lines(progress: Any, recipe: Recipe) -> tuple[Any, ...]:
+    """Per-epoch lines of the baseline's training (when it trains), for the progress view."""
+    if progress is None:
+        return ()
+    from autocompress.search.progress import epoch_callback
+
+    return (epoch_callback(progress, "baseline training", recipe.model.pretrain.epochs),)
+
+
+def _costs(metrics: dict[str, float], key: str) -> str:
+    shown = {key: "", "latency_ms": " ms", "size_kb": " KB"}
+    return ", ".join(f"{k} {metrics[k]:.4g}{unit}" for k, unit in shown.items() if k in metrics)
+
+
+def _run_tuner(recipe, ctx, tracker, verbose, restore: str | None, progress=None) -> None:
     from autocompress.search.callbacks import interrupted, reconcile, tune_trials
     from autocompress.search.tuner import build_tuner, experiment_path, restore_tuner
 
@@ -145,7 +177,7 @@ def _run_tuner(recipe, ctx, tracker, verbose, restore: str | None) -> None:
         tuner = restore_tuner(restore, ctx)
     else:
         tracker.tag_search({TUNE_PATH: experiment_path(recipe, tracker)})
-        tuner = build_tuner(recipe, ctx, tracker, verbose=verbose)
+        tuner = build_tuner(recipe, ctx, tracker, verbose=verbose, progress=progress)
     trials = tune_trials(tuner.fit())
     if interrupted(trials, recipe.search.trials):
         tracker.interrupt_search()

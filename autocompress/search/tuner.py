@@ -15,24 +15,49 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from autocompress.recipe import Recipe
 from autocompress.search.callbacks import TrackingCallback
+from autocompress.search.progress import ProgressCallback, SearchProgress
 from autocompress.search.searcher import ConstrainedOptunaSearch, make_sampler
 from autocompress.search.trial import SearchContext, run_trial
 from autocompress.tracking import SearchTracker, objectives
 
 
-def make_searcher(recipe: Recipe, ctx: SearchContext) -> ConstrainedOptunaSearch:
+def make_searcher(recipe: Recipe, ctx: SearchContext,
+                  study_dir: str | None = None) -> ConstrainedOptunaSearch:
     """Multi-objective Optuna search over the bound space, constraints named after budgets.
 
-    The objectives are the recipe's quality metric (in its direction), latency and size.
+    The objectives are the recipe's quality metric (in its direction), latency and size. With
+    ``study_dir`` (a local folder) the study lives in ``STUDY_FILE`` there, an Optuna RDB
+    storage: ``optuna-dashboard`` and Optuna's plots read it afterwards, and a resumed search
+    keeps its sampler's history.
     """
     goals = objectives(recipe.metric.key, recipe.metric.mode)
+    storage, name = study_storage(study_dir)
     return ConstrainedOptunaSearch(
         space=ctx.space.sample,
         metric=list(goals),
         mode=list(goals.values()),
         sampler=make_sampler(recipe.search.sampler, recipe.search.seed, recipe.search.trials),
         constraint_names=tuple(str(b) for b in ctx.budgets),
+        storage=storage,
+        study_name=name,
     )
+
+
+STUDY_FILE = "optuna.db"  # the Optuna study, in the Tune experiment's folder
+
+
+def study_storage(study_dir: str | None) -> tuple[Any, str | None]:
+    """An Optuna RDB storage in ``study_dir`` and the study's name (the folder's name).
+
+    None (in-memory) for no folder or a remote one (``s3://...``): sqlite needs a local file.
+    """
+    if not study_dir or "://" in study_dir:
+        return None, None
+    import optuna
+
+    folder = Path(study_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.RDBStorage(f"sqlite:///{folder / STUDY_FILE}"), folder.name
 
 
 def make_scheduler(recipe: Recipe):
@@ -63,10 +88,11 @@ def concurrency(recipe: Recipe) -> int:
     return max_concurrent_trials(dist, recipe.search.cpus_per_trial, recipe.search.concurrency)
 
 
-def make_tune_config(recipe: Recipe, ctx: SearchContext) -> tune.TuneConfig:
+def make_tune_config(recipe: Recipe, ctx: SearchContext,
+                     study_dir: str | None = None) -> tune.TuneConfig:
     """TuneConfig without metric/mode (see module docstring)."""
     return tune.TuneConfig(
-        search_alg=make_searcher(recipe, ctx),
+        search_alg=make_searcher(recipe, ctx, study_dir),
         scheduler=make_scheduler(recipe),
         num_samples=recipe.search.trials,
         max_concurrent_trials=concurrency(recipe),
@@ -90,6 +116,14 @@ def trainable(config: dict[str, Any], ctx: SearchContext) -> None:
     importable(ctx.recipe.base_dir)  # the recipe's own modules (model, data, metric)
     torch.set_num_threads(max(1, int(ctx.recipe.search.cpus_per_trial)))
     run_trial(config, ctx, tune_report)
+
+
+def plan_summary_of(config: dict[str, Any]) -> str:
+    """A trial's config in words, ``conv1: prune 50% · 8-bit; fc: svd 25%``."""
+    from autocompress.methods import CompressionPlan
+    from autocompress.viz.plans import plan_text
+
+    return plan_text(CompressionPlan.from_dict(config))
 
 
 def plan_params(config: dict[str, Any]) -> dict[str, str]:
@@ -141,20 +175,30 @@ def _trainable(ctx: SearchContext):
 
 
 def build_tuner(recipe: Recipe, ctx: SearchContext, tracker: SearchTracker,
-                verbose: int = 1) -> tune.Tuner:
-    """The Tuner of one search, storing its state under ``search.storage``.
+                verbose: int = 0, progress: SearchProgress | None = None) -> tune.Tuner:
+    """The Tuner of one search, storing its state (and its Optuna study) under ``search.storage``.
 
     A trial whose worker or node is lost is retried up to ``search.max_failures`` times; a
     candidate that fails by itself reports ``status: failed`` and is not retried.
+
+    Args:
+        recipe: The recipe.
+        ctx: What every trial needs.
+        tracker: The MLflow tracker of this search.
+        verbose: Ray Tune's own verbosity (0: silent; 1: its status tables).
+        progress: The progress view to feed from trial results (None: no view).
     """
     path = experiment_path(recipe, tracker)
+    callbacks: list[Any] = [TrackingCallback(tracker, plan_params)]
+    if progress is not None:
+        callbacks.append(ProgressCallback(progress, plan_summary_of))
     return tune.Tuner(
         _trainable(ctx),
-        tune_config=make_tune_config(recipe, ctx),
+        tune_config=make_tune_config(recipe, ctx, path),
         run_config=tune.RunConfig(
             name=path.rsplit("/", 1)[1],
             storage_path=path.rsplit("/", 1)[0],
-            callbacks=[TrackingCallback(tracker, plan_params)],
+            callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=recipe.search.max_failures),
             verbose=verbose,
         ),

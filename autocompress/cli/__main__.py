@@ -1,0 +1,5 @@
+"""``python -m autocompress.cli``."""
+
+from autocompress.cli import main
+
+raise SystemExit(main())
