@@ -99,7 +99,8 @@ def test_pareto_json_is_non_dominated_and_within_budgets(searched):
 
 def test_pick_in_a_fresh_process_writes_a_model_with_the_logged_accuracy(searched):
     tmp, search = searched
-    result = cli("pick", "e2e", "--budget", "size_kb<=60", "--output", "picked.acz", cwd=tmp)
+    result = cli("pick", "e2e", "--budget", "size_kb<=60", "--output", "picked.acz",
+                 "--format", "json", cwd=tmp)
     assert result.returncode == 0, result.stderr[-2000:]
     chosen = json.loads(result.stdout)
     best = max((t for t in search.front() if t.metrics["size_kb"] <= 60),
