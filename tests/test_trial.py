@@ -1,9 +1,11 @@
+import dataclasses
 import shutil
 
 import pytest
 
 from autocompress.export import load_compressed
 from autocompress.search import trial as trial_mod
+from autocompress.search.results import TrialResult, TrialStatus
 from autocompress.search.runner import prepare
 from autocompress.training import evaluate
 from tests.helpers import small_recipe
@@ -65,7 +67,7 @@ def test_feasible_candidate_reports_each_epoch_then_its_artifact(prepared, tmp_p
     reports, report = collect(tmp_path)
     trial_mod.run_trial(HEAVY, ctx, report)
     statuses = [m["status"] for m, _ in reports]
-    assert statuses == ["training", "training", "completed"]
+    assert statuses == ["running", "running", "completed"]
     assert [m["final"] for m, _ in reports] == [0.0, 0.0, 1.0]
     final, artifact = reports[-1]
     assert final["feasible"] == 1.0 and final["constraints"][0] <= 0
@@ -177,6 +179,20 @@ def test_a_candidate_that_fails_by_itself_ends_failed_with_its_reason(prepared, 
     assert metrics["reason"] == "ValueError: rank 0 is too small"
     assert {"accuracy", "latency_ms", "size_kb"} <= set(metrics)  # Tune's strict metric check
     assert artifact is None
+    # the worker's traceback tail travels with the result: where it broke, not only what
+    assert "in broken" in metrics["traceback"] and "Traceback" in metrics["traceback"]
+    assert TrialResult.from_report(metrics).status is TrialStatus.FAILED
+
+
+def test_a_candidate_whose_loss_turns_nan_ends_diverged_with_its_epoch(prepared, tmp_path):
+    _, (ctx, _, _) = prepared
+    wild = dataclasses.replace(ctx, recipe=ctx.recipe.replace(training={"lr": 1e30}), budgets=())
+    reports, report = collect(tmp_path)
+    trial_mod.run_trial({"layers": {}}, wild, report)
+    final, artifact = reports[-1]
+    assert final["status"] == "diverged" and final["final"] == 1.0, final.get("reason")
+    assert final["epochs_trained"] == 1 and "non-finite in epoch 1" in final["reason"]
+    assert artifact is None and final["feasible"] == 0.0
 
 
 def test_a_lost_worker_propagates_so_tune_retries_the_trial(prepared, tmp_path, monkeypatch):
