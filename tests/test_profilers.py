@@ -13,9 +13,16 @@ from autocompress.hardware.profilers import (
     repeat_until_stable,
 )
 from autocompress.methods import CompressionPlan, apply_plan
+from autocompress.testing import (
+    FAST_PROTOCOL,
+    FakeProfiler,
+    ProfilerContract,
+    check_paired_timing,
+    check_profiler,
+)
 from autocompress.zoo import build_model
 
-FAST = Protocol(warmup=2, min_runs=5, max_runs=30, max_seconds=0.3)
+FAST = FAST_PROTOCOL
 
 
 def available(name):
@@ -36,41 +43,40 @@ def model_and_input():
 
 @pytest.mark.parametrize("name", sorted(PROFILERS))
 def test_contract(name, model_and_input):
-    profiler = available(name)
-    model, x = model_and_input
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    m = profiler.measure(model, x)
-    assert not model.training and all(torch.equal(v, model.state_dict()[k])
-                                      for k, v in state.items())
-    assert m.params == sum(p.numel() for p in model.parameters())
-    assert m.macs > 0 and m.size_bytes > m.weight_bytes * 0.9 and m.batch_size == 4
-    assert m.runtime
-    if name == "analytic":
-        assert m.latency_ms is None and m.runs == 0
-    else:
-        assert FAST.min_runs <= m.runs <= FAST.max_runs
-        assert 0 < m.latency_ms <= m.latency_p90_ms and m.latency_spread >= 0
-    again = profiler.measure(model, x)
-    assert again.cached and again.latency_ms == m.latency_ms
-    reference = get_profiler("analytic").measure(model, x)
-    assert (m.params, m.macs, m.size_bytes) == (reference.params, reference.macs,
-                                                 reference.size_bytes)
+    check_profiler(available(name), *model_and_input)
 
 
 @pytest.mark.parametrize("name", sorted(PROFILERS))
 def test_paired_timing_carries_the_reference_from_the_same_window(name, model_and_input):
-    profiler = available(name)
     model, x = model_and_input
-    big = build_model("digits_cnn", width=32).eval()
-    m = profiler.measure(model, x, reference=big)
-    if name == "analytic":
-        assert m.reference_latency_ms is None  # nothing timed, nothing paired
-        return
-    assert 0 < m.reference_latency_ms <= m.reference_latency_p90_ms
-    assert m.latency_ms < m.reference_latency_ms  # 8 vs 32 channels: about 11x fewer MACs
-    assert profiler.measure(model, x, reference=big).cached
-    unpaired = profiler.measure(model, x)  # another measurement, not the paired one
-    assert unpaired.reference_latency_ms is None
+    check_paired_timing(available(name), model, x, build_model("digits_cnn", width=32).eval())
+
+
+class TestFakeProfiler(ProfilerContract):
+    """The shipped contract, run as a plugin author runs it, over the shipped fake target."""
+
+    def make_profiler(self):
+        return FakeProfiler(protocol=self.protocol)
+
+
+def test_the_fake_profiler_is_deterministic_and_follows_the_macs(model_and_input):
+    model, x = model_and_input
+    first = FakeProfiler(protocol=FAST).measure(model, x)
+    again = FakeProfiler(protocol=FAST).measure(model, x)
+    assert first.latency_ms == again.latency_ms == pytest.approx(first.macs / 1e6)
+    assert first.latency_spread == 0.0
+
+
+def test_the_contract_catches_a_profiler_that_changes_the_model(model_and_input):
+    class Meddling(FakeProfiler):
+        def measure(self, model, example, **kwargs):
+            model.train()
+            return super().measure(model, example, **kwargs)
+
+    model, x = model_and_input
+    with pytest.raises(AssertionError, match="train/eval mode"):
+        check_profiler(Meddling(protocol=FAST), model, x)
+    model.eval()
 
 
 def test_paired_runs_alternate_one_by_one():
