@@ -35,7 +35,7 @@ _LAZY = {
     "deployable": "autocompress.export",
     "load_compressed": "autocompress.export",
     "save_compressed": "autocompress.export",
-    "search": "autocompress.api",
+    "search": "autocompress.search",  # the package, callable (see _CallableModule)
     "pareto": "autocompress.pareto",  # the module, callable (see _CallableModule)
     "pick": "autocompress.api",
     "evaluate": "autocompress.api",
@@ -50,7 +50,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'autocompress' has no attribute {name!r}")
-    if module == f"{__name__}.{name}":  # a submodule (autocompress.pareto)
+    if module == f"{__name__}.{name}":  # a callable submodule (search, pareto)
         return import_module(module)
     value = getattr(import_module(module), name)
     globals()[name] = value  # later look-ups skip this hook
@@ -62,14 +62,15 @@ def __dir__() -> list[str]:
 
 
 class _CallableModule(ModuleType):
-    """``autocompress.pareto``: the Pareto-math module that is also the API's front reader.
+    """A subpackage that is also an API function: ``autocompress.search`` and ``.pareto``.
 
-    ``autocompress.pareto("quickstart")`` returns the front as a DataFrame
-    (:func:`autocompress.api.pareto`); ``from autocompress.pareto import non_dominated`` still
-    imports the pure functions.
+    ``autocompress.search("recipe.yaml")`` runs a search (:func:`autocompress.api.search`) and
+    ``autocompress.pareto("quickstart")`` returns a front as a DataFrame
+    (:func:`autocompress.api.pareto`), while ``from autocompress.search import run_search`` and
+    ``from autocompress.pareto import non_dominated`` still import from the modules.
     """
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from autocompress.api import pareto as read_front
+        from autocompress import api
 
-        return read_front(*args, **kwargs)
+        return getattr(api, self.__name__.rsplit(".", 1)[1])(*args, **kwargs)

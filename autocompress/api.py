@@ -83,6 +83,7 @@ def search(recipe: Any, *, tracking_uri: str | None = None, progress: bool = Tru
     if unknown:
         raise ConfigError(f"search(): unknown override(s) {sorted(unknown)}; allowed: trials, "
                           "concurrency, sampler, seed, budgets, experiment, storage")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     location = resolve_tracking_uri(tracking_uri, recipe.tracking.uri)
     recipe = apply_overrides(recipe, uri=location.uri, **overrides)
     view = SearchProgress(recipe.metric.key, recipe.metric.mode, recipe.search.trials,

@@ -3,6 +3,10 @@
 ``run_search`` is loaded on first use (it brings in Ray, Lightning and MLflow).
 """
 
+import sys
+
+from autocompress import _CallableModule
+
 __all__ = ["SearchSummary", "apply_overrides", "run_search"]
 
 
@@ -12,3 +16,7 @@ def __getattr__(name: str):
 
         return getattr(runner, name)
     raise AttributeError(name)
+
+
+# ``autocompress.search(recipe)`` runs a search (autocompress.api.search)
+sys.modules[__name__].__class__ = _CallableModule

@@ -47,6 +47,7 @@ class SearchProgress:
         self.quiet = quiet
         self.clock = clock
         self.started = clock()
+        self.first_trial: float | None = None  # the pace of trials is timed from here
         self.running: set[str] = set()
         self.counts = dict.fromkeys(_COUNTED, 0)
         self.points: list[tuple[float, ...]] = []  # completed within budgets, oriented
@@ -69,6 +70,8 @@ class SearchProgress:
 
     def trial_started(self, trial_id: str) -> None:
         """A trial started running."""
+        if self.first_trial is None:
+            self.first_trial = self.clock()
         self.running.add(trial_id)
         self._refresh()
 
@@ -123,11 +126,15 @@ class SearchProgress:
         return self.clock() - self.started
 
     def eta_text(self) -> str:
-        """Time left at the pace of the trials so far (``-`` before the first ends)."""
-        if not self.done or not self.planned:
+        """Time left at the pace of the trials so far (``-`` before the first ends).
+
+        The pace is timed from the first trial's start, so set-up (data, baseline) does not
+        count; with trials run concurrently it is their throughput.
+        """
+        if not self.done or not self.planned or self.first_trial is None:
             return "-"
         left = max(0, self.planned - self.done)
-        return _duration(self.elapsed / self.done * left)
+        return _duration((self.clock() - self.first_trial) / self.done * left)
 
     # internals ----------------------------------------------------------------------------
     def _add_point(self, metrics: Mapping[str, float]) -> None:

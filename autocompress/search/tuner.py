@@ -6,6 +6,7 @@ call ``set_search_properties(metric, mode)`` and silently turns the study single
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,7 @@ def build_tuner(recipe: Recipe, ctx: SearchContext, tracker: SearchTracker,
         progress: The progress view to feed from trial results (None: no view).
     """
     path = experiment_path(recipe, tracker)
+    tune_output(verbose)
     callbacks: list[Any] = [TrackingCallback(tracker, plan_params)]
     if progress is not None:
         callbacks.append(ProgressCallback(progress, plan_summary_of))
@@ -205,7 +207,25 @@ def build_tuner(recipe: Recipe, ctx: SearchContext, tracker: SearchTracker,
     )
 
 
-def restore_tuner(path: str, ctx: SearchContext) -> tune.Tuner:
+_NEW_OUTPUT = "RAY_AIR_NEW_OUTPUT"
+_silenced: list[bool] = []  # whether tune_output set the variable (so it may unset it)
+
+
+def tune_output(verbose: int) -> None:
+    """Silence Ray Tune's own output at ``verbose=0``, restore it otherwise.
+
+    Tune's new output engine prints its experiment box and results path even when silent
+    (Ray 2.60); its legacy engine at verbosity 0 prints nothing, so ``verbose=0`` selects it.
+    """
+    if verbose == 0 and os.environ.get(_NEW_OUTPUT) is None:
+        os.environ[_NEW_OUTPUT] = "0"
+        _silenced.append(True)
+    elif verbose > 0 and _silenced:
+        os.environ.pop(_NEW_OUTPUT, None)
+        _silenced.clear()
+
+
+def restore_tuner(path: str, ctx: SearchContext, verbose: int = 0) -> tune.Tuner:
     """The interrupted search's Tuner: finished trials kept, unfinished ones run again.
 
     Its searcher, scheduler and tracking callback come back from the saved state; errored
@@ -215,5 +235,6 @@ def restore_tuner(path: str, ctx: SearchContext) -> tune.Tuner:
 
     if not tune.Tuner.can_restore(path):
         raise ConfigError(f"--resume: no restorable Tune state at {path}")
+    tune_output(verbose)
     return tune.Tuner.restore(path, trainable=_trainable(ctx), resume_unfinished=True,
                               resume_errored=False, restart_errored=False)
