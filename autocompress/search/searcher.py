@@ -16,9 +16,8 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from autocompress.errors import invalid
+from autocompress.search.config import SAMPLERS
 from autocompress.search.results import TrialStatus
-
-SAMPLERS = ("tpe", "nsga2", "random")
 
 
 def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:

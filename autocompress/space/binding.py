@@ -11,13 +11,10 @@ from typing import Any
 from autocompress.errors import ConfigError
 from autocompress.methods import CompressionPlan, LayerInfo, get_method
 from autocompress.methods.base import SPARSIFY
-from autocompress.methods.plan import SEP, TRAINING
+from autocompress.methods.plan import CHOOSE, DEFAULTS, SEP, TRAINING
 from autocompress.space.distributions import Choice, Constant, Distribution, TrialLike
 from autocompress.space.fitting import fit_to_layers
 from autocompress.space.schema import NONE, Rule, SearchSpace
-
-CHOOSE = "choose"
-DEFAULTS = "defaults"  # marks a chosen method that runs with its default config
 
 
 @dataclass(frozen=True)

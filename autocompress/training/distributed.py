@@ -166,12 +166,11 @@ def fine_tune_distributed(
     from ray.util.queue import Queue
 
     from autocompress.training.deepspeed import check_accelerators
-    from autocompress.training.module import _check_gateable
+    from autocompress.training.module import check_gateable
 
     _check_ray_train()
     check_accelerators(dist, batch_size)
-    if sparsity is not None and not sparsity.is_identity():
-        _check_gateable(student, sparsity, output_layers)
+    check_gateable(student, sparsity, output_layers)
     job = _Job(student, teacher, splits, training, dist, distillation, attention, hint,
                sparsity, tuple(output_layers), dist.per_worker_batch(batch_size),
                epochs or training.epochs, seed)

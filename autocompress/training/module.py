@@ -241,7 +241,7 @@ def build_module(student: nn.Module, teacher: nn.Module | None,
                                     example_inputs=as_args(student,
                                                            splits.example_inputs(2, "train")))
     if sparsity is not None and not sparsity.is_identity():
-        _check_gateable(student, sparsity, output_layers)
+        check_gateable(student, sparsity, output_layers)
         regularizer = SparsityRegularizer(student, sparsity, exclude=output_layers)
     module = DistillationModule(student, teacher, distillation, training, features, regularizer,
                                 metric=metric, label_key=splits.label_key)
@@ -255,9 +255,14 @@ def build_module(student: nn.Module, teacher: nn.Module | None,
     return module, close
 
 
-def _check_gateable(student: nn.Module, sparsity: SparsityConfig, exclude: Iterable[str]):
-    """l0 gates fold into float weights: refuse layers whose weights are codes or a codebook."""
-    if sparsity.kind != "l0":
+def check_gateable(student: nn.Module, sparsity: SparsityConfig | None,
+                   exclude: Iterable[str]) -> None:
+    """l0 gates fold into float weights: refuse layers whose weights are codes or a codebook.
+
+    Raises:
+        PlanError: naming a selected layer whose weights are quantized or shared.
+    """
+    if sparsity is None or sparsity.kind != "l0" or sparsity.is_identity():
         return
     for name, layer in select_layers(student, sparsity, exclude).items():
         if isinstance(layer, COMPRESSED) and (layer.uniform or layer.share_bits):

@@ -70,6 +70,15 @@ def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
     ]
 
 
+def _classifier(*widths: int) -> nn.Sequential:
+    """Flatten, then linear layers of these widths (input first, logits last), ReLU between."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+        layers += [nn.ReLU(inplace=True)] if i else []
+        layers.append(nn.Linear(n_in, n_out))
+    return nn.Sequential(*layers)
+
+
 def digits_cnn(num_classes: int = 10, width: int = 32) -> ZooNet:
     """Build a three-convolution CNN for the 8x8 scikit-learn digits, input ``(1, 8, 8)``.
 
@@ -88,13 +97,7 @@ def digits_cnn(num_classes: int = 10, width: int = 32) -> ZooNet:
         *_conv_bn_relu(2 * width, 2 * width),
     )
     flat = 2 * width * 4 * 4  # 8x8 input, one 2x2 pool, same-padding convolutions
-    classifier = nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(flat, 128),
-        nn.ReLU(inplace=True),
-        nn.Linear(128, num_classes),
-    )
-    return ZooNet(features, classifier, (1, 8, 8), num_classes)
+    return ZooNet(features, _classifier(flat, 128, num_classes), (1, 8, 8), num_classes)
 
 
 def lenet5(num_classes: int = 10) -> ZooNet:
@@ -115,14 +118,7 @@ def lenet5(num_classes: int = 10) -> ZooNet:
         nn.ReLU(inplace=True),
         nn.MaxPool2d(2),
     )
-    classifier = nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(16 * 5 * 5, 120),  # 28 -> 28 -> 14 -> 10 -> 5
-        nn.ReLU(inplace=True),
-        nn.Linear(120, 84),
-        nn.ReLU(inplace=True),
-        nn.Linear(84, num_classes),
-    )
+    classifier = _classifier(16 * 5 * 5, 120, 84, num_classes)  # 28 -> 28 -> 14 -> 10 -> 5
     return ZooNet(features, classifier, (1, 28, 28), num_classes)
 
 
@@ -144,12 +140,7 @@ def lenet5_caffe(num_classes: int = 10) -> ZooNet:
         nn.Conv2d(20, 50, kernel_size=5),
         nn.MaxPool2d(2),
     )
-    classifier = nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(50 * 4 * 4, 500),  # 28 -> 24 -> 12 -> 8 -> 4
-        nn.ReLU(inplace=True),
-        nn.Linear(500, num_classes),
-    )
+    classifier = _classifier(50 * 4 * 4, 500, num_classes)  # 28 -> 24 -> 12 -> 8 -> 4
     return ZooNet(features, classifier, (1, 28, 28), num_classes)
 
 
@@ -164,15 +155,7 @@ def lenet300_100(num_classes: int = 10) -> ZooNet:
         ``features`` block.
     """
     check_positive("lenet300_100", num_classes=num_classes)
-    classifier = nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(28 * 28, 300),
-        nn.ReLU(inplace=True),
-        nn.Linear(300, 100),
-        nn.ReLU(inplace=True),
-        nn.Linear(100, num_classes),
-    )
-    return ZooNet(None, classifier, (1, 28, 28), num_classes)
+    return ZooNet(None, _classifier(28 * 28, 300, 100, num_classes), (1, 28, 28), num_classes)
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
