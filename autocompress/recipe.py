@@ -10,8 +10,13 @@ from typing import Any
 from autocompress.config import build, check_fields, check_keys, load_yaml, to_dict
 from autocompress.data.config import DataConfig
 from autocompress.errors import ConfigError, invalid
-from autocompress.hardware.budget import RELATIVE, TARGETED, Budget, parse_budgets
-from autocompress.hardware.config import HardwareConfig
+from autocompress.hardware.config import (
+    RELATIVE,
+    TARGETED,
+    Budget,
+    HardwareConfig,
+    parse_budgets,
+)
 from autocompress.metrics.config import MetricConfig
 from autocompress.search.config import SAMPLERS, SCHEDULERS, SearchConfig
 from autocompress.tracking.config import TrackingConfig
