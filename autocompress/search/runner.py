@@ -99,6 +99,9 @@ def run_search(recipe: Recipe, ray_address: str | None = None, verbose: int = 1,
     check_recipe(recipe)  # fail fast: before Ray is imported and the MLflow store opens
     import ray
 
+    from autocompress.search.network import warn_public
+
+    warn_public(recipe.tracking.uri, "MLflow")
     tracker = SearchTracker(recipe.tracking.uri, recipe.experiment)  # creates the store first
     resumed = tracker.find_unfinished() if resume else None  # fail fast: nothing to resume
     owns_ray = not ray.is_initialized()
@@ -209,12 +212,21 @@ def check_tracking_for_cluster(uri: str) -> None:
 
 
 def _init_ray(address: str | None) -> None:
+    """Attach to ``address`` (warned about when public), or start a loopback-only local Ray.
+
+    The local Ray runs without a dashboard and its servers listen on 127.0.0.1 only
+    (search/network.py); an address without authentication on another host is warned about.
+    """
     import ray
+
+    from autocompress.search.network import loopback_only, warn_public
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if address:
+        warn_public(address, "Ray")
         ray.init(address=address, log_to_driver=False)
     else:
+        loopback_only()
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
 
 
