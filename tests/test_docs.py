@@ -108,3 +108,51 @@ def test_docs_links_point_to_files_that_exist():
             if "://" in target or target.startswith("mailto:"):
                 continue
             assert (page.parent / target).exists(), f"{page.relative_to(ROOT)} -> {target}"
+
+
+METHOD_PAGES = ("pruning", "quantization_sharing", "low_rank", "compact_filters", "distillation")
+
+
+def test_every_method_and_knob_is_on_a_method_page():
+    from autocompress.methods import METHODS
+    from autocompress.methods.plan import TRAINING
+
+    pages = {name: (DOCS / "methods" / f"{name}.md").read_text() for name in METHOD_PAGES}
+    configs = {name: method.config for name, method in METHODS.items()} | dict(TRAINING)
+    for name, config in configs.items():
+        page = next((p for p in pages.values() if f"## `{name}`" in p), None)
+        assert page is not None, f"method {name!r} has no section on a docs/methods page"
+        section = page.split(f"## `{name}`", 1)[1].split("\n## ", 1)[0]
+        for f in dataclasses.fields(config):
+            assert f"`{f.name}`" in section, f"{name}.{f.name} not described"
+
+
+EXAMPLES = DOCS / "examples"
+
+
+def test_byo_example_compresses_saves_and_reloads_a_hugging_face_model(tmp_path, monkeypatch):
+    import runpy
+
+    pytest.importorskip("transformers")
+    monkeypatch.syspath_prepend(str(EXAMPLES / "byo"))
+    example = runpy.run_path(str(EXAMPLES / "byo.py"))
+    result = example["main"](tmp_path)
+    assert result["size"] < 0.8 * result["float_size"]  # 4-bit embeddings, pruning, SVD
+    assert result["max_gap"] < 1e-5  # loaded (base=, trust_code) = the compressed model
+
+
+def test_byo_recipe_resolves_its_own_model_data_and_metric(monkeypatch):
+    from autocompress.methods import compressible_layers
+    from autocompress.search.checks import check_recipe
+    from autocompress.space import SearchSpace, bind
+
+    pytest.importorskip("transformers")
+    monkeypatch.syspath_prepend(str(EXAMPLES / "byo"))
+    recipe = Recipe.from_yaml(EXAMPLES / "byo" / "recipe.yaml")
+    check_recipe(recipe)  # imports tinybert's model, data and metric; reads a batch of each
+    assert recipe.quality == {"balanced_accuracy": ">="}
+    import tinybert
+
+    layers = compressible_layers(tinybert.make_model(), tinybert.make_data(8, 8, 8)["val"][:2][
+        "input_ids"])
+    assert bind(SearchSpace.from_yaml(recipe.resolve(recipe.space)), layers)
