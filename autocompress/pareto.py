@@ -69,6 +69,10 @@ def non_dominated(points: Sequence[Sequence[float]]) -> list[int]:
 
     Raises:
         ValueError: If the points differ in length.
+
+    Examples:
+        >>> non_dominated([(0.10, 3.0), (0.20, 1.0), (0.30, 2.0)])  # (error, latency_ms)
+        [0, 1]
     """
     arr = _as_matrix(points)
     if len(arr) == 0:
@@ -129,6 +133,12 @@ def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -
 
     Raises:
         ValueError: If the reference is empty or not finite, or the dimensions disagree.
+
+    Examples:
+        >>> hypervolume([(1.0, 2.0), (2.0, 1.0)], reference=(3.0, 3.0))  # two 2x1 boxes
+        3.0
+        >>> hypervolume([(4.0, 1.0)], reference=(3.0, 3.0))  # outside the reference
+        0.0
     """
     ref = np.asarray(reference, dtype=float).ravel()
     if ref.size == 0 or not np.all(np.isfinite(ref)):
@@ -151,6 +161,10 @@ def orient(values: Mapping[str, float], objectives: Mapping[str, str]) -> tuple[
 
     Raises:
         ValueError: If a mode is not ``"min"``/``"max"`` or a metric is missing.
+
+    Examples:
+        >>> orient({"accuracy": 0.9, "latency_ms": 2.0}, {"accuracy": "max", "latency_ms": "min"})
+        (-0.9, 2.0)
     """
     out = []
     for name, mode in objectives.items():

@@ -112,7 +112,18 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Recipe:
-        """Validate a recipe given as a dict."""
+        """Validate a recipe given as a dict.
+
+        Examples:
+            >>> recipe = Recipe.from_dict({"name": "demo", "model": {"name": "digits_cnn"},
+            ...                            "data": {"name": "digits"}, "space": "cnn.yaml",
+            ...                            "budgets": ["size_kb<=60"]})
+            >>> recipe.search.sampler, recipe.training.epochs, str(recipe.parsed_budgets()[0])
+            ('tpe', 3, 'size_kb<=60')
+            >>> Recipe.from_dict({**recipe.to_dict(), "search": {"trails": 8}})
+            Traceback (most recent call last):
+            autocompress.errors.ConfigError: search.trails: unknown key; did you mean 'trials'? ...
+        """
         check_keys(cls, raw, "")
         for required in ("model", "data", "space"):
             if required not in raw:

@@ -78,7 +78,19 @@ def to_bytes(model: nn.Module, base: dict | None = None, extra: dict | None = No
 
 def save_compressed(model: nn.Module, path: str | os.PathLike, base: dict | None = None,
                     extra: dict | None = None) -> int:
-    """Write the artifact to ``path`` and return its size in bytes."""
+    """Write the artifact to ``path`` and return its size in bytes.
+
+    Examples:
+        >>> import tempfile, torch
+        >>> from torch import nn
+        >>> from autocompress.methods import CompressionPlan, apply_plan
+        >>> model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+        >>> plan = CompressionPlan.from_dict({"layers": {"0": {"quantize": {"bits": 4}}}})
+        >>> student = apply_plan(model, plan, torch.randn(2, 16)).eval()
+        >>> folder = tempfile.mkdtemp()
+        >>> save_compressed(student, f"{folder}/q4.acz") < save_compressed(model, f"{folder}/f.acz")
+        True
+    """
     data = to_bytes(model, base, extra)
     with open(path, "wb") as f:
         f.write(data)
@@ -101,6 +113,20 @@ def load_compressed(path: str | os.PathLike, base: Base = None, *,
     Raises:
         ArtifactError: The file is damaged or inconsistent, or its base needs an import the
             caller did not allow.
+
+    Examples:
+        >>> import tempfile, torch
+        >>> from torch import nn
+        >>> from autocompress.methods import CompressionPlan, apply_plan
+        >>> model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+        >>> plan = CompressionPlan.from_dict({"layers": {"0": {"quantize": {"bits": 4}}}})
+        >>> student = apply_plan(model, plan, torch.randn(2, 16)).eval()
+        >>> path = f"{tempfile.mkdtemp()}/q4.acz"
+        >>> size = save_compressed(student, path)
+        >>> loaded = load_compressed(path, base=model)  # a plain Sequential: pass its base
+        >>> x = torch.randn(3, 16)
+        >>> torch.equal(loaded(x), student(x)), type(loaded[0]).__name__
+        (True, 'CompressedLinear')
     """
     return from_bytes(_read(path), str(path), base, trust_code=trust_code)
 

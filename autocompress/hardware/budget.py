@@ -66,6 +66,15 @@ class Budget:
             text: The expression.
             quality: Further metrics allowed, with the comparison each takes (a recipe's user
                 metric, e.g. ``{"bleu": ">="}``).
+
+        Examples:
+            >>> budget = Budget.parse("latency_ms<=2@cpu-onnxruntime")
+            >>> budget.metric, budget.limit, budget.target, budget.key
+            ('latency_ms', 2.0, 'cpu-onnxruntime', 'latency_ms/cpu-onnxruntime')
+            >>> Budget.parse("size_kb<=60").violation(75.0)  # 25 % over: infeasible (> 0)
+            0.25
+            >>> Budget.parse("bleu>=30", quality={"bleu": ">="}).violation(33.0) <= 0
+            True
         """
         match = _PATTERN.match(str(text))
         if not match:

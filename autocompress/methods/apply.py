@@ -154,6 +154,16 @@ def apply_plan(
         example_inputs: A tensor (or tuple) the model accepts; traced by dependency-aware methods.
         output_layers: Layers whose width is fixed; found by tracing when None.
         calibration: ``(inputs, targets)`` of real data for data-aware methods (optional).
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from autocompress.methods import CompressionPlan
+        >>> model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+        >>> plan = CompressionPlan.from_dict({"layers": {"0": {"prune": {"ratio": 0.5}}}})
+        >>> student = apply_plan(model, plan, example_inputs=torch.randn(2, 16))
+        >>> student[0].out_features, student[2].in_features, model[0].out_features
+        (16, 16, 32)
     """
     plan.check(model)
     if output_layers is None:

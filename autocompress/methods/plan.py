@@ -36,6 +36,13 @@ class CompressionPlan:
     Attributes:
         layers: Layer name -> configs, ordered prune -> factorize -> quantize.
         distillation: Distillation settings for fine-tuning; None trains on hard labels only.
+
+    Examples:
+        >>> plan = CompressionPlan.from_dict({"layers": {
+        ...     "features.0": {"quantize": {"bits": 4}, "prune": {"ratio": 0.25}},
+        ...     "classifier": {"svd": {"rank_ratio": 1.0}}}})  # full rank: an identity, dropped
+        >>> [config.method for config in plan.layers["features.0"]], list(plan.layers)
+        (['prune', 'quantize'], ['features.0'])
     """
 
     layers: Mapping[str, tuple[MethodConfig, ...]] = field(default_factory=dict)
