@@ -16,7 +16,7 @@ from autocompress.hardware import targets
 from autocompress.hardware.config import Protocol
 from autocompress.hardware.lut import LatencyTable, LatencyTableProfiler, Residual
 from autocompress.hardware.lut.error import Case, error_report
-from autocompress.hardware.lut.kernels import STRUCTURES, plan_kernels, plan_skeleton, trace
+from autocompress.hardware.lut.kernels import plan_kernels, plan_skeleton, trace
 from autocompress.hardware.lut.timing import GROUP, ROTATION, Isolated, filler_layers, sweep
 from autocompress.hardware.targets import build_profiler
 from autocompress.methods import METHODS, CompressionPlan, apply_plan, compressible_layers
@@ -160,7 +160,7 @@ def test_plan_kernels_are_the_built_models_kernels(name, kwargs, plans):
     assert compared >= plans // 2 and len(used) >= 5
 
 
-def test_every_structure_rule_matches_its_method():
+def test_every_declared_structure_matches_its_method():
     model = build_model("digits_cnn", width=8).eval()
     x = example_input(model, batch=2)
     plan = CompressionPlan.from_dict({"layers": {
@@ -180,9 +180,8 @@ def test_every_structure_rule_matches_its_method():
         built = trace(apply_plan(model, p, x), x)
         assert plan_kernels(model, p, x).kernels == built.kernels  # one-leaf sparsity is exact
     used = {c.method for p in (plan, other) for cs in p.layers.values() for c in cs}
-    assert used >= set(STRUCTURES)
     later_stages = {name for name, m in METHODS.items() if m.config.stage > PRUNE}
-    assert later_stages <= set(STRUCTURES), "a method without a structure rule"
+    assert used >= later_stages  # every method's declared structure was compared
 
 
 def test_kernels_are_timed_in_rotations_of_fixed_length():

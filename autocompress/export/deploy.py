@@ -20,7 +20,7 @@ import copy
 import torch
 from torch import nn
 
-from autocompress.methods.layers import COMPRESSED, embedding_args
+from autocompress.methods.layers import deploys, embedding_args
 
 
 def deployable(model: nn.Module, dense_circulant: bool = True) -> nn.Module:
@@ -41,28 +41,32 @@ def deployable(model: nn.Module, dense_circulant: bool = True) -> nn.Module:
 
 
 def deploy_layer(module: nn.Module, dense_circulant: bool = True) -> nn.Module | None:
-    """The plain layer computing what ``module`` computes, or None if it is plain already."""
+    """The plain layer computing what ``module`` computes, or None if it is plain already.
+
+    Reads the layer's own declaration (:class:`~autocompress.methods.layers.Deployable`):
+    whether it deploys on this kind of runtime and its decoded weight.
+    """
+    if not deploys(module, exported=dense_circulant):
+        return None
     with torch.no_grad():
-        if isinstance(module, COMPRESSED):
-            weight = module.effective_weight().detach()
-        elif hasattr(module, "virtual_weight"):  # hashed
-            weight = module.virtual_weight().detach()
-        elif hasattr(module, "dense_weight") and dense_circulant:
-            weight = module.dense_weight().detach()
-        else:
-            return None
-        like = {"device": weight.device, "dtype": weight.dtype}
-        if isinstance(module, nn.Embedding):
-            plain = nn.Embedding(**embedding_args(module), **like)
-            plain.weight.copy_(weight)
-            return plain.eval()
-        if isinstance(module, nn.Conv2d):
-            plain = nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size,
-                              module.stride, module.padding, module.dilation, module.groups,
-                              module.bias is not None, module.padding_mode, **like)
-        else:
-            plain = nn.Linear(weight.shape[1], weight.shape[0], module.bias is not None, **like)
+        weight = module.deployed_weight().detach()
+        plain = plain_structure(module, device=weight.device, dtype=weight.dtype)
         plain.weight.copy_(weight)
-        if module.bias is not None:
+        if getattr(module, "bias", None) is not None:
             plain.bias.copy_(module.bias)
     return plain.eval()
+
+
+def plain_structure(module: nn.Module, **like) -> nn.Module:
+    """The plain Linear / Conv2d / Embedding of ``module``'s geometry, weights not set.
+
+    ``like`` are tensor options (``device="meta"`` gives the structure without memory, as the
+    latency table reads it).
+    """
+    if isinstance(module, nn.Embedding):
+        return nn.Embedding(**embedding_args(module), **like)
+    if isinstance(module, nn.Conv2d):
+        return nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size,
+                         module.stride, module.padding, module.dilation, module.groups,
+                         module.bias is not None, module.padding_mode, **like)
+    return nn.Linear(module.in_features, module.out_features, module.bias is not None, **like)

@@ -32,10 +32,17 @@ class TracedCosts:
     peak_activation_bytes: int
 
 
-def _weight_bits(module: nn.Module) -> int:
+def weight_bits(module: nn.Module) -> int:
+    """The stored bit width of ``module``'s weight.
+
+    The code width of a compressed layer, else the weight tensor's own precision (16 for a
+    half-precision layer, 32 for float32), as :func:`weight_bytes` counts it.
+    """
     if isinstance(module, COMPRESSED):
         return int(module.share_bits or module.bits)
-    return 32
+    weight = getattr(module, "weight", None)
+    tensor = weight if isinstance(weight, torch.Tensor) else next(module.parameters(), None)
+    return tensor.element_size() * 8 if tensor is not None else 32
 
 
 def _tensor_bytes(value: Any) -> int:
@@ -69,7 +76,7 @@ def trace_costs(model: nn.Module, example_inputs: Any, activation_bits: int = 32
         nonlocal macs, bops
         n = module_macs(module, output)
         macs += n
-        bops += n * _weight_bits(module) * activation_bits
+        bops += n * weight_bits(module) * activation_bits
 
     def live(module, inputs, output):
         nonlocal peak

@@ -31,11 +31,10 @@ import torch
 from torch import nn
 
 from autocompress.export import size_breakdown, to_bytes
-from autocompress.hardware.analytic import hooked_forward, module_macs
+from autocompress.hardware.analytic import hooked_forward, module_macs, weight_bits
 from autocompress.hardware.base import BaseProfiler
 from autocompress.hardware.layer_timing import OTHER, RUNTIME
 from autocompress.hardware.measurement import Measurement
-from autocompress.methods.layers import COMPRESSED
 
 HEADER = "(header)"
 _COUNTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -143,15 +142,7 @@ def _row(name: str, module: nn.Module, times: dict[str, float] | None, size: int
     params = sum(p.numel() for p in module.parameters())
     latency = times.get(name, 0.0) if times is not None else None
     return LayerRow(name, type(module).__name__, latency, None, size, macs, params,
-                    _weight_bits(module) if params else None)
-
-
-def _weight_bits(module: nn.Module) -> int:
-    if isinstance(module, COMPRESSED):
-        return int(module.share_bits or module.bits)
-    weight = getattr(module, "weight", None)
-    tensor = weight if isinstance(weight, torch.Tensor) else next(module.parameters())
-    return tensor.element_size() * 8
+                    weight_bits(module) if params else None)
 
 
 def _layer_macs(model: nn.Module, sample: torch.Tensor,

@@ -23,7 +23,7 @@ class Measurement:
         params: Number of parameters.
         macs: Multiply-accumulates of one sample's forward pass.
         bops: Bit operations of one sample's forward pass: each MAC weighted by its weight and
-            activation bit widths (``bits_w * bits_a``; float layers count 32 x 32).
+            activation bit widths (``bits_w * bits_a``; float32 layers count 32 x 32).
         weight_bytes: Bytes of the weights at their planned bit widths (no container overhead).
         size_bytes: Bytes of the compressed artifact file (the size budgets use).
         latency_ms: Median latency of one batch, in milliseconds (None when not measured).

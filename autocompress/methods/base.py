@@ -156,6 +156,11 @@ class Method:
     # fits(config, weight_shape): False when the config would not compress a layer of that
     # shape (a rank whose factors outgrow it); the space binding keeps such values out.
     fits: Callable[[MethodConfig, tuple[int, ...]], bool] | None = None
+    # structure(layer, config, name): the module apply() puts in the layer's place, built by
+    # the same constructors and rules but unfitted (its cost skeleton: the latency table
+    # predicts a plan from these without building it). Methods after the prune stage declare
+    # it; prune methods run for real on a copy instead (see methods/skeleton.py).
+    structure: Callable[[nn.Module, Any, str], nn.Module] | None = None
 
 
 def replace_each(model: nn.Module, targets: Mapping[str, MethodConfig],

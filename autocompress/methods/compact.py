@@ -242,22 +242,33 @@ def refit_pointwise(new: _SpatialPointwise, original: nn.Conv2d, x: torch.Tensor
 def depthwise_separable(conv: nn.Conv2d, depth_multiplier: int = 1,
                         name: str = "layer") -> DepthwiseSeparableConv2d:
     """The depthwise-separable replacement of ``conv``, initialised by per-channel SVD."""
-    _check_conv(conv, conv.in_channels, depth_multiplier, name)
-    new = DepthwiseSeparableConv2d(conv.in_channels, conv.out_channels,
-                                   depth_multiplier=depth_multiplier,
-                                   bias=conv.bias is not None, **_geometry(conv))
+    new = depthwise_structure(conv, depth_multiplier, name)
     return _init_from(conv, new, conv.in_channels, depth_multiplier)
+
+
+def depthwise_structure(conv: nn.Conv2d, depth_multiplier: int = 1,
+                        name: str = "layer") -> DepthwiseSeparableConv2d:
+    """The depthwise-separable replacement of ``conv``, unfitted (after the plan's checks)."""
+    _check_conv(conv, conv.in_channels, depth_multiplier, name)
+    return DepthwiseSeparableConv2d(conv.in_channels, conv.out_channels,
+                                    depth_multiplier=depth_multiplier,
+                                    bias=conv.bias is not None, **_geometry(conv))
 
 
 def grouped_pointwise(conv: nn.Conv2d, groups: int, name: str = "layer") -> GroupedPointwiseConv2d:
     """The grouped-plus-pointwise replacement of ``conv``, initialised by per-group SVD."""
+    new = grouped_structure(conv, groups, name)
+    return _init_from(conv, new, groups, conv.out_channels // groups)
+
+
+def grouped_structure(conv: nn.Conv2d, groups: int, name: str = "layer") -> GroupedPointwiseConv2d:
+    """The grouped-plus-pointwise replacement of ``conv``, unfitted (after the plan's checks)."""
     if conv.in_channels % groups or conv.out_channels % groups:
         raise PlanError(f"{name}: {groups} groups must divide the input channels "
                         f"({conv.in_channels}) and the output channels ({conv.out_channels})")
     _check_conv(conv, groups, conv.out_channels // groups, name)
-    new = GroupedPointwiseConv2d(conv.in_channels, conv.out_channels, groups=groups,
-                                 bias=conv.bias is not None, **_geometry(conv))
-    return _init_from(conv, new, groups, conv.out_channels // groups)
+    return GroupedPointwiseConv2d(conv.in_channels, conv.out_channels, groups=groups,
+                                  bias=conv.bias is not None, **_geometry(conv))
 
 
 def _init_from(conv: nn.Conv2d, new: _SpatialPointwise, groups: int, rank: int):
@@ -335,10 +346,12 @@ def grouped_fits(config: GroupedPointwiseConfig, shape: tuple[int, ...]) -> bool
     return kh * kw > 1 and c_in % config.groups == 0 and c_out % config.groups == 0
 
 
-DEPTHWISE_METHOD = register(Method(DepthwiseSeparableConfig, (nn.Conv2d,), apply_depthwise,
-                                   fits=depthwise_fits))
-GROUPED_METHOD = register(Method(GroupedPointwiseConfig, (nn.Conv2d,), apply_grouped,
-                                 fits=grouped_fits))
+DEPTHWISE_METHOD = register(Method(
+    DepthwiseSeparableConfig, (nn.Conv2d,), apply_depthwise, fits=depthwise_fits,
+    structure=lambda conv, c, name: depthwise_structure(conv, c.depth_multiplier, name)))
+GROUPED_METHOD = register(Method(
+    GroupedPointwiseConfig, (nn.Conv2d,), apply_grouped, fits=grouped_fits,
+    structure=lambda conv, c, name: grouped_structure(conv, c.groups, name)))
 
 __all__ = [
     "DepthwiseSeparableConfig",

@@ -43,7 +43,7 @@ from autocompress.methods.base import (
     register,
     replace_each,
 )
-from autocompress.methods.layers import exportable
+from autocompress.methods.layers import conv_geometry, exportable
 
 SEED = 0
 TUCKER_ITERS, TUCKER_TOL = 100, 1e-6
@@ -307,13 +307,6 @@ def _tensorly() -> Iterator[Any]:
         yield decomposition
 
 
-def _geometry(conv: nn.Conv2d) -> dict[str, Any]:
-    return {"in_channels": conv.in_channels, "out_channels": conv.out_channels,
-            "kernel_size": conv.kernel_size, "stride": conv.stride, "padding": conv.padding,
-            "dilation": conv.dilation, "bias": conv.bias is not None,
-            "padding_mode": conv.padding_mode}
-
-
 def _fill(new: nn.Module, conv: nn.Conv2d, weights: Mapping[str, np.ndarray]) -> nn.Module:
     """Load ``weights`` (child name -> array) and ``conv``'s bias into ``new``, on its device."""
     new = new.to(conv.weight)  # its device and dtype
@@ -335,7 +328,7 @@ def tucker_conv(conv: nn.Conv2d, in_rank: int, out_rank: int) -> TuckerConv2d:
             tol=TUCKER_TOL, random_state=SEED)
     # TensorLy 0.10 returns ((core, factors), errors); older versions (core, factors).
     core, (u_out, u_in) = result if isinstance(result[0], np.ndarray) else result[0]
-    new = TuckerConv2d(**_geometry(conv), in_rank=in_rank, out_rank=out_rank)
+    new = TuckerConv2d(**conv_geometry(conv), in_rank=in_rank, out_rank=out_rank)
     return _fill(new, conv, {"first": u_in.T, "core": core, "last": u_out})
 
 
@@ -346,7 +339,7 @@ def cp_conv(conv: nn.Conv2d, rank: int) -> CPConv2d:
         weights, factors = decomposition.parafac(
             w, rank, n_iter_max=CP_ITERS, init="svd", tol=CP_TOL, random_state=SEED)
     a, b, c, d = _balance(weights, factors)
-    new = CPConv2d(**_geometry(conv), rank=rank)
+    new = CPConv2d(**conv_geometry(conv), rank=rank)
     return _fill(new, conv, {"first": b.T, "vertical": c.T, "horizontal": d.T, "last": a})
 
 
@@ -378,8 +371,21 @@ def apply_cp(model: nn.Module, targets: Mapping[str, CPConfig], ctx: ApplyContex
     replace_each(model, targets, lambda conv, c, name: cp_conv(conv, c.rank_for(conv, name)))
 
 
-TUCKER_METHOD = register(Method(TuckerConfig, (nn.Conv2d,), apply_tucker, fits=tucker_fits))
-CP_METHOD = register(Method(CPConfig, (nn.Conv2d,), apply_cp, fits=cp_fits))
+def tucker_structure(conv: nn.Conv2d, c: TuckerConfig, name: str) -> TuckerConv2d:
+    """The Tucker-2 module ``apply_tucker`` builds, unfitted."""
+    in_rank, out_rank = c.ranks_for(conv, name)
+    return TuckerConv2d(**conv_geometry(conv), in_rank=in_rank, out_rank=out_rank)
+
+
+def cp_structure(conv: nn.Conv2d, c: CPConfig, name: str) -> CPConv2d:
+    """The CP module ``apply_cp`` builds, unfitted."""
+    return CPConv2d(**conv_geometry(conv), rank=c.rank_for(conv, name))
+
+
+TUCKER_METHOD = register(Method(TuckerConfig, (nn.Conv2d,), apply_tucker, fits=tucker_fits,
+                                structure=tucker_structure))
+CP_METHOD = register(Method(CPConfig, (nn.Conv2d,), apply_cp, fits=cp_fits,
+                            structure=cp_structure))
 
 __all__ = [
     "CPConfig",

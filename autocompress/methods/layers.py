@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,7 +41,38 @@ def exportable(name: str):
     return register
 
 
-class _CompressedWeight:
+class Deployable:
+    """A layer that deploys as the plain layer computing the same function, weight decoded once.
+
+    The one declaration of a method's deployed form: :func:`autocompress.export.deployable`
+    builds it, the ONNX export exports it, and the latency table keys and times it. The plain
+    layer has the geometry of the Linear / Conv2d / Embedding this layer is (or, for layers of
+    their own, of a Linear with its ``in_features`` / ``out_features`` and ``bias``).
+    """
+
+    # False: eager runtimes run the layer in its own form (a circulant layer's FFT is cheaper
+    # than its dense matrix); exporters, which have no such layer, still materialise it
+    dense_in_eager: bool = True
+
+    def deployed_weight(self) -> torch.Tensor:
+        """The plain layer's weight (decoded from codes, a hash or a structure)."""
+        raise NotImplementedError
+
+
+def deploys(module: nn.Module, exported: bool) -> bool:
+    """Whether ``module`` is replaced by a plain layer when deployed (``exported``: to ONNX)."""
+    return isinstance(module, Deployable) and (exported or module.dense_in_eager)
+
+
+def conv_geometry(conv: nn.Conv2d) -> dict[str, Any]:
+    """A dense conv's constructor arguments except ``groups`` (its replacements' geometry)."""
+    return {"in_channels": conv.in_channels, "out_channels": conv.out_channels,
+            "kernel_size": conv.kernel_size, "stride": conv.stride, "padding": conv.padding,
+            "dilation": conv.dilation, "bias": conv.bias is not None,
+            "padding_mode": conv.padding_mode}
+
+
+class _CompressedWeight(Deployable):
     """The effective weight of a compressed Linear / Conv2d.
 
     ``weight -> (* mask) -> quantize (uniform, learned step) or share (k-means codebook) ->
@@ -129,6 +162,9 @@ class _CompressedWeight:
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, self._effective_weight().detach())
         return self._cache[1]
+
+    def deployed_weight(self) -> torch.Tensor:  # noqa: D102
+        return self.effective_weight()
 
     def _state_tensors(self) -> list[torch.Tensor]:
         names = ("weight", "mask", "codebook", "indices", "weight_scale", "weight_zero_point")

@@ -86,12 +86,20 @@ def max_useful_rank(rows: int, cols: int) -> int:
     return (rows * cols - 1) // (rows + cols)
 
 
+def low_rank_like(layer: nn.Module, rank: int) -> nn.Module:
+    """The rank-``rank`` factorized module of a Linear or Embedding's shape, unfitted."""
+    if isinstance(layer, nn.Embedding):
+        return LowRankEmbedding(layer.num_embeddings, rank, layer.embedding_dim,
+                                layer.padding_idx)
+    return LowRankLinear(layer.in_features, rank, layer.out_features, layer.bias is not None)
+
+
 def factorize_linear(layer: nn.Linear, rank: int) -> LowRankLinear:
     """Return the best rank-``rank`` factorization of ``layer`` (exact at full rank)."""
     w = layer.weight.detach().double()
     u, s, vh = torch.linalg.svd(w, full_matrices=False)
     root = s[:rank].sqrt()
-    new = LowRankLinear(layer.in_features, rank, layer.out_features, layer.bias is not None)
+    new = low_rank_like(layer, rank)
     dtype = layer.weight.dtype
     new.u.weight.data = (root[:, None] * vh[:rank]).to(dtype)
     new.v.weight.data = (u[:, :rank] * root[None, :]).to(dtype)
@@ -105,7 +113,7 @@ def factorize_embedding(layer: nn.Embedding, rank: int) -> LowRankEmbedding:
     w = layer.weight.detach().double()
     u, s, vh = torch.linalg.svd(w, full_matrices=False)
     root = s[:rank].sqrt()
-    new = LowRankEmbedding(layer.num_embeddings, rank, layer.embedding_dim, layer.padding_idx)
+    new = low_rank_like(layer, rank)
     dtype = layer.weight.dtype
     new.embed.weight.data = (u[:, :rank] * root[None, :]).to(dtype)
     new.proj.weight.data = (root[:, None] * vh[:rank]).T.contiguous().to(dtype)
@@ -124,4 +132,10 @@ def apply_svd(model: nn.Module, targets: Mapping[str, SVDConfig], ctx: ApplyCont
     replace_each(model, targets, lambda layer, c, name: _factorize(layer, c, name))
 
 
-SVD_METHOD = register(Method(SVDConfig, (nn.Linear, nn.Embedding), apply_svd, fits=svd_fits))
+def svd_structure(layer: nn.Module, config: SVDConfig, name: str) -> nn.Module:
+    """The factorized module ``apply_svd`` builds, unfitted."""
+    return low_rank_like(layer, config.rank_for(layer, name))
+
+
+SVD_METHOD = register(Method(SVDConfig, (nn.Linear, nn.Embedding), apply_svd, fits=svd_fits,
+                             structure=svd_structure))

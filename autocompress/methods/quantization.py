@@ -11,6 +11,7 @@ from autocompress.errors import PlanError, invalid
 from autocompress.methods.base import QUANTIZE, ApplyContext, Method, MethodConfig, register
 from autocompress.methods.layers import compress_layer, leaf_layers
 from autocompress.methods.quantizers import ALLOWED_BITS, SHARE_BITS
+from autocompress.methods.skeleton import each_leaf
 
 
 @dataclass(frozen=True)
@@ -84,5 +85,17 @@ def apply_share(model: nn.Module, targets: Mapping[str, ShareConfig], ctx: Apply
 
 
 WEIGHTED = (nn.Linear, nn.Conv2d, nn.Embedding)
-QUANTIZE_METHOD = register(Method(QuantizeConfig, WEIGHTED, apply_quantize))
-SHARE_METHOD = register(Method(ShareConfig, WEIGHTED, apply_share))
+def quantize_structure(layer: nn.Module, c: QuantizeConfig, name: str) -> nn.Module:
+    """The quantized layer(s), unfitted (see :mod:`autocompress.methods.skeleton`)."""
+    return each_leaf(layer, name, "quantize", bits=c.bits, per_channel=c.per_channel,
+                     symmetric=c.symmetric, share_bits=0)
+
+
+def share_structure(layer: nn.Module, c: ShareConfig, name: str) -> nn.Module:
+    """The weight-shared layer(s), unfitted."""
+    return each_leaf(layer, name, "share", share_bits=c.bits, bits=32)
+
+
+QUANTIZE_METHOD = register(Method(QuantizeConfig, WEIGHTED, apply_quantize,
+                                  structure=quantize_structure))
+SHARE_METHOD = register(Method(ShareConfig, WEIGHTED, apply_share, structure=share_structure))

@@ -23,6 +23,7 @@ from autocompress.methods.base import (
     register,
 )
 from autocompress.methods.layers import compress_layer, leaf_layers
+from autocompress.methods.skeleton import each_leaf
 
 SCOPES = ("layer", "global")
 
@@ -96,4 +97,14 @@ def apply_sparsify(model: nn.Module, targets: Mapping[str, SparsifyConfig], ctx:
         _mask_leaves(model, leaves, _threshold([_current(m) for _, m in leaves], sparsity))
 
 
-SPARSIFY_METHOD = register(Method(SparsifyConfig, (nn.Linear, nn.Conv2d), apply_sparsify))
+def sparsify_structure(layer: nn.Module, c: SparsifyConfig, name: str) -> nn.Module:
+    """The masked layer(s), unfitted, with the configured share of zeros.
+
+    Global scope ranks several layers under one threshold: each layer's own sparsity then
+    depends on the weights; the configured sparsity stands in for it.
+    """
+    return each_leaf(layer, name, "sparsify", sparse=True, sparsity=c.sparsity)
+
+
+SPARSIFY_METHOD = register(Method(SparsifyConfig, (nn.Linear, nn.Conv2d), apply_sparsify,
+                                  structure=sparsify_structure))

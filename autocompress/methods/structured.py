@@ -30,7 +30,7 @@ from autocompress.methods.base import (
     register,
     replace_each,
 )
-from autocompress.methods.layers import exportable
+from autocompress.methods.layers import Deployable, exportable
 
 MAX_DEFAULT_BLOCK = 64
 
@@ -79,7 +79,7 @@ def _diagonals(block: int, device=None) -> torch.Tensor:
 
 
 @exportable("CirculantLinear")
-class CirculantLinear(nn.Module):
+class CirculantLinear(Deployable, nn.Module):
     """A linear layer whose weight is a grid of circulant ``b x b`` blocks.
 
     Block ``(p, q)`` maps input block ``q`` to output block ``p`` and is the matrix
@@ -129,6 +129,11 @@ class CirculantLinear(nn.Module):
         blocks = self.weight[:, :, _diagonals(self.block, self.weight.device)]  # (P, Q, b, b)
         full = blocks.permute(0, 2, 1, 3).reshape(self.out_blocks * self.block, -1)
         return full[: self.out_features, : self.in_features]
+
+    dense_in_eager = False  # deployed by exporters only: eager runtimes keep the FFT form
+
+    def deployed_weight(self) -> torch.Tensor:  # noqa: D102
+        return self.dense_weight()
 
     def export_args(self) -> dict[str, Any]:
         return {"in_features": self.in_features, "out_features": self.out_features,
@@ -237,7 +242,7 @@ def hash_tables(in_features: int, out_features: int, size: int, seed: int):
 
 
 @exportable("HashedLinear")
-class HashedLinear(nn.Module):
+class HashedLinear(Deployable, nn.Module):
     """A linear layer whose ``out x in`` weight is hashed onto ``size`` real parameters.
 
     The hash tables are non-persistent buffers, rebuilt from the constructor arguments, so the
@@ -281,6 +286,9 @@ class HashedLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.virtual_weight(), self.bias)
 
+    def deployed_weight(self) -> torch.Tensor:  # noqa: D102  (hashing saves storage, not compute)
+        return self.virtual_weight()
+
     def macs_per_sample(self, output: torch.Tensor) -> int:
         """The virtual weight is dense: a full ``in x out`` product per sample."""
         return self.in_features * self.out_features
@@ -319,9 +327,22 @@ def apply_hashed(model: nn.Module, targets: Mapping[str, HashedConfig],
                  lambda layer, c, _name: hashed_linear(layer, c.size_for(layer), c.seed))
 
 
-CIRCULANT_METHOD = register(
-    Method(CirculantConfig, (nn.Linear,), apply_circulant, replaces_weights=True))
-HASHED_METHOD = register(Method(HashedConfig, (nn.Linear,), apply_hashed, replaces_weights=True))
+def circulant_structure(layer: nn.Linear, c: CirculantConfig, name: str) -> CirculantLinear:
+    """The block-circulant layer ``apply_circulant`` builds, unfitted."""
+    return CirculantLinear(layer.in_features, layer.out_features, c.block_for(layer, name),
+                           layer.bias is not None)
+
+
+def hashed_structure(layer: nn.Linear, c: HashedConfig, _name: str) -> HashedLinear:
+    """The hashed layer ``apply_hashed`` builds, unfitted."""
+    return HashedLinear(layer.in_features, layer.out_features, c.size_for(layer), c.seed,
+                        layer.bias is not None)
+
+
+CIRCULANT_METHOD = register(Method(CirculantConfig, (nn.Linear,), apply_circulant,
+                                   replaces_weights=True, structure=circulant_structure))
+HASHED_METHOD = register(Method(HashedConfig, (nn.Linear,), apply_hashed, replaces_weights=True,
+                                structure=hashed_structure))
 
 __all__ = [
     "CirculantConfig",

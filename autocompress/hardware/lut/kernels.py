@@ -5,9 +5,9 @@ A :class:`Kernel` is one leaf module's call as a runtime sees it: the operator, 
 *built* model are traced with forward hooks. The kernels of a *plan* are derived without building
 it: the prune stage runs on a copy (Torch-Pruning, with the data-free ``l2`` scorer: how many
 channels are kept does not depend on which), and every later stage swaps in the replacement's
-*structure* only, built by the same constructors the methods use but never fitted (no SVD,
-decomposition, k-means, least squares or calibration). Tracing that skeleton gives the kernels of
-``apply_plan(model, plan)``.
+*structure* only, as each method declares it (``Method.structure``: the same constructors,
+never fitted; see :mod:`autocompress.methods.skeleton`). Tracing that skeleton gives the kernels
+of ``apply_plan(model, plan)``.
 """
 
 from __future__ import annotations
@@ -22,25 +22,17 @@ import torch
 from torch import nn
 
 from autocompress.errors import PlanError
+from autocompress.export.deploy import plain_structure
 from autocompress.hardware.analytic import hooked_forward
 from autocompress.methods import CompressionPlan, find_output_layers, get_method
 from autocompress.methods.apply import check_smaller, weight_count
 from autocompress.methods.base import FACTORIZE, PRUNE, ApplyContext, MethodConfig
-from autocompress.methods.compact import (
-    DepthwiseSeparableConv2d,
-    GroupedPointwiseConv2d,
-    _check_conv,
-)
-from autocompress.methods.decomposition import CPConv2d, TuckerConv2d
 from autocompress.methods.layers import (
     COMPRESSED,
     CompressedConv2d,
     CompressedEmbedding,
     CompressedLinear,
-    LowRankEmbedding,
-    LowRankLinear,
-    compressed_like,
-    leaf_layers,
+    deploys,
 )
 from autocompress.methods.structured import CirculantLinear, HashedLinear
 
@@ -73,6 +65,9 @@ class Kernel:
     params: tuple[tuple[str, Any], ...] = ()
     bits: int = 32
     sparsity: float = 0.0
+    # the deployed form's kernel (eager, exported), None where the layer runs as it is
+    deployed: tuple[Kernel | None, Kernel | None] = field(default=(None, None), compare=False,
+                                                          repr=False)
 
     @property
     def key(self) -> str:
@@ -94,21 +89,14 @@ class Kernel:
                 out.append(torch.randn(shape, generator=generator, dtype=getattr(torch, dtype[6:])))
         return tuple(out)
 
-    def dense(self, circulant: bool = True) -> Kernel:
-        """The kernel the deployed model runs in its place (``autocompress.export.deploy``).
+    def deployed_as(self, exported: bool) -> Kernel:
+        """The kernel the deployed model runs in its place (on an exported runtime or not).
 
-        Compressed and hashed layers are materialised as dense Linear / Conv2d, circulant ones
-        too when ``circulant`` (an exporter does; eager PyTorch keeps their FFT form).
+        The layer's own declaration decides (:class:`~autocompress.methods.layers.Deployable`,
+        read by :func:`kernel_of`): compressed and hashed layers run as the dense layer they
+        decode to, circulant ones too when exported.
         """
-        p = dict(self.params)
-        if self.op in ("compressed_linear", "compressed_conv2d"):
-            keep = _LINEAR_KEYS if self.op == "compressed_linear" else _CONV_KEYS
-            op = self.op.removeprefix("compressed_")
-            return Kernel(op, self.inputs, tuple((k, p[k]) for k in sorted(keep)))
-        if self.op == "hashed_linear" or (circulant and self.op == "circulant_linear"):
-            linear = {"in": p["in"], "out": p["out"], "bias": p["bias"]}
-            return Kernel("linear", self.inputs, tuple(sorted(linear.items())))
-        return self
+        return self.deployed[exported] or self
 
 
 @dataclass(frozen=True)
@@ -134,10 +122,6 @@ class Trace:
 
 
 # --- kernels of modules ------------------------------------------------------------------------
-
-_LINEAR_KEYS = ("in", "out", "bias")
-_CONV_KEYS = ("in", "out", "kernel", "stride", "padding", "dilation", "groups", "bias", "mode")
-
 
 def _qualname(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
@@ -190,7 +174,17 @@ def kernel_of(module: nn.Module, inputs: tuple) -> Kernel:
         bits = int(module.share_bits or module.bits)
         if module.sparse:
             sparsity = bucket(1.0 - float(module.mask.float().mean()))
-    return Kernel(op, shapes, tuple(sorted(params.items())), bits, sparsity)
+    deployed = tuple(_deployed_kernel(module, shapes, exported) for exported in (False, True))
+    return Kernel(op, shapes, tuple(sorted(params.items())), bits, sparsity, deployed)
+
+
+def _deployed_kernel(module: nn.Module, shapes: tuple, exported: bool) -> Kernel | None:
+    """The kernel of ``module``'s deployed form (its structure only), or None if it has none."""
+    if not deploys(module, exported):
+        return None
+    plain = plain_structure(module, device="meta")
+    op, spec = _SPECS[type(plain)]
+    return Kernel(op, shapes, tuple(sorted(spec(plain).items())))
 
 
 def trace(model: nn.Module, example: Any) -> Trace:
@@ -226,7 +220,7 @@ def plan_skeleton(model: nn.Module, plan: CompressionPlan, example: Any) -> nn.M
 
     The prune stage runs for real on the copy, with the ``l2`` scorer in place of data-aware
     ones (the kept widths depend on the ratio and rounding only); later stages swap in each
-    replacement's structure, built by the methods' own constructors and rank rules.
+    replacement's structure, as each method declares it (``Method.structure``).
 
     Raises:
         PlanError: The plan does not apply to the model (as ``apply_plan`` would say).
@@ -244,12 +238,13 @@ def plan_skeleton(model: nn.Module, plan: CompressionPlan, example: Any) -> nn.M
             get_method(method).apply(skeleton, group, ctx)
     for name, configs in plan.layers.items():
         for config in (c for c in configs if c.stage > PRUNE):
-            if config.method not in STRUCTURES:
+            structure = get_method(config.method).structure
+            if structure is None:
                 raise PlanError(f"{name}: latency prediction has no structure rule for "
                                 f"{config.method!r}; build the plan and predict the model")
             layer = skeleton.get_submodule(name)
             before = {name: weight_count(layer)}
-            skeleton.set_submodule(name, STRUCTURES[config.method](layer, config, name, plan))
+            skeleton.set_submodule(name, structure(layer, config, name))
             if config.stage == FACTORIZE:
                 check_smaller(skeleton, config.method, before)  # as apply_plan refuses
     return skeleton
@@ -277,124 +272,3 @@ def _passes(targets: Mapping[str, MethodConfig]) -> list[dict[str, MethodConfig]
 def plan_kernels(model: nn.Module, plan: CompressionPlan, example: Any) -> Trace:
     """The trace ``apply_plan(model, plan, example)`` would give, without fitting anything."""
     return trace(plan_skeleton(model, plan, example), example)
-
-
-# --- structure rules: method -> its replacement, unfitted -----------------------------------------
-
-Structure = Callable[[nn.Module, Any, str, CompressionPlan], nn.Module]
-
-
-def _geometry(conv: nn.Conv2d) -> dict[str, Any]:
-    return {"in_channels": conv.in_channels, "out_channels": conv.out_channels,
-            "kernel_size": conv.kernel_size, "stride": conv.stride, "padding": conv.padding,
-            "dilation": conv.dilation, "bias": conv.bias is not None,
-            "padding_mode": conv.padding_mode}
-
-
-def _svd(layer, config, name, _plan):
-    rank = config.rank_for(layer, name)
-    if isinstance(layer, nn.Embedding):
-        return LowRankEmbedding(layer.num_embeddings, rank, layer.embedding_dim,
-                                layer.padding_idx)
-    return LowRankLinear(layer.in_features, rank, layer.out_features, layer.bias is not None)
-
-
-def _tucker(layer, config, name, _plan):
-    in_rank, out_rank = config.ranks_for(layer, name)
-    return TuckerConv2d(**_geometry(layer), in_rank=in_rank, out_rank=out_rank)
-
-
-def _cp(layer, config, name, _plan):
-    return CPConv2d(**_geometry(layer), rank=config.rank_for(layer, name))
-
-
-def _depthwise(layer, config, name, _plan):
-    _check_conv(layer, layer.in_channels, config.depth_multiplier, name)
-    return DepthwiseSeparableConv2d(depth_multiplier=config.depth_multiplier,
-                                    **_geometry(layer))
-
-
-def _grouped(layer, config, name, _plan):
-    groups = config.groups
-    if layer.in_channels % groups or layer.out_channels % groups:
-        raise PlanError(f"{name}: {groups} groups must divide the input channels "
-                        f"({layer.in_channels}) and the output channels ({layer.out_channels})")
-    _check_conv(layer, groups, layer.out_channels // groups, name)
-    return GroupedPointwiseConv2d(groups=groups, **_geometry(layer))
-
-
-def _circulant(layer, config, name, _plan):
-    return CirculantLinear(layer.in_features, layer.out_features, config.block_for(layer, name),
-                           layer.bias is not None)
-
-
-def _hashed(layer, config, _name, _plan):
-    return HashedLinear(layer.in_features, layer.out_features, config.size_for(layer),
-                        config.seed, layer.bias is not None)
-
-
-def _compressed(layer: nn.Module, sparsity: float | None = None, **settings) -> nn.Module:
-    """``compress_layer``'s module, unfitted; ``sparsity`` zeroes that share of the mask."""
-    merged = {**(layer.compression_args() if isinstance(layer, COMPRESSED) else {}), **settings}
-    new = compressed_like(layer, **merged)
-    if getattr(layer, "sparse", False):
-        new.mask = layer.mask.clone()
-    if sparsity is not None:  # as many zeros as the magnitude threshold leaves
-        mask = torch.ones_like(new.weight, dtype=torch.bool)
-        mask.view(-1)[: int(round(sparsity * mask.numel()))] = False
-        new.mask = mask
-    return _plausible(new)
-
-
-@torch.no_grad()
-def _plausible(layer: nn.Module) -> nn.Module:
-    """Give an unfitted compressed layer codes that are not all zero, without fitting.
-
-    With its initial step (1.0) or codebook (zeros) every effective weight is 0, and ONNX
-    Runtime ran MiniLM with all-zero weights a third faster than with real ones: the
-    skeleton must compute with ordinary values. A uniform quantizer's step is set from the
-    weights' range (``calibrate``, one pass); a codebook is spread over that range and the
-    codes drawn at random (no k-means).
-    """
-    if layer.share_bits:
-        w = layer.weight
-        layer.codebook.copy_(torch.linspace(float(w.min()), float(w.max()), 2**layer.share_bits))
-        generator = torch.Generator().manual_seed(0)
-        layer.indices = torch.randint(0, 2**layer.share_bits, w.shape, generator=generator)
-    elif layer.uniform:
-        layer.calibrate()
-    return layer
-
-
-def _each_leaf(module: nn.Module, name: str, method: str, **settings) -> nn.Module:
-    leaves = leaf_layers(module, name)
-    if not leaves:
-        raise PlanError(f"{name}: is now a {type(module).__name__} with no Linear / Conv2d "
-                        f"weights to {method}")
-    if isinstance(module, (nn.Linear, nn.Conv2d, nn.Embedding)):
-        return _compressed(module, **settings)
-    for leaf_name, leaf in leaves:
-        module.set_submodule(leaf_name[len(name) + 1:], _compressed(leaf, **settings))
-    return module
-
-
-def _sparsify(layer, config, name, plan):
-    # Global scope ranks several layers under one threshold: each layer's own sparsity then
-    # depends on the weights; the configured sparsity stands in for it.
-    return _each_leaf(layer, name, "sparsify", sparse=True, sparsity=config.sparsity)
-
-
-def _quantize(layer, config, name, _plan):
-    return _each_leaf(layer, name, "quantize", bits=config.bits, per_channel=config.per_channel,
-                      symmetric=config.symmetric, share_bits=0)
-
-
-def _share(layer, config, name, _plan):
-    return _each_leaf(layer, name, "share", share_bits=config.bits, bits=32)
-
-
-STRUCTURES: dict[str, Structure] = {
-    "svd": _svd, "tucker": _tucker, "cp": _cp, "depthwise": _depthwise, "grouped": _grouped,
-    "circulant": _circulant, "hashed": _hashed, "sparsify": _sparsify, "quantize": _quantize,
-    "share": _share,
-}

@@ -131,7 +131,7 @@ class LatencyTable:
         graph; eager PyTorch keeps their FFT form). Dense kernels do not depend on how many
         weights are zero: a sparse-kernel runtime would keep the sparsity.
         """
-        return kernel.dense(circulant=self.exported).key
+        return kernel.deployed_as(self.exported).key
 
     def fingerprint(self) -> dict[str, Any]:
         """The device and runtime the entries are valid for."""
