@@ -11,6 +11,7 @@ def search(args: argparse.Namespace) -> int:
     from autocompress.locations import resolve_tracking_uri
     from autocompress.recipe import Recipe
     from autocompress.search import apply_overrides, run_search
+    from autocompress.search.outcomes import NoTrialCompleted
     from autocompress.search.progress import SearchProgress
 
     recipe = Recipe.from_yaml(args.recipe)
@@ -26,6 +27,9 @@ def search(args: argparse.Namespace) -> int:
         summary = run_search(recipe, ray_address=args.ray_address,
                              verbose=1 if args.verbose else 0, resume=args.resume,
                              progress=progress)
+    except NoTrialCompleted as exc:  # the search ran, but gave nothing: exit 1, say why
+        print(f"autocompress: search failed: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
     finally:
         progress.close()
     from autocompress.report import print_summary

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 from typing import Any
 
 from ray.tune import Callback
 
 from autocompress.search.failures import error_file_text
+from autocompress.search.outcomes import infeasible_warning
 from autocompress.search.results import TrialResult, TrialStatus
 from autocompress.tracking import SearchTracker
-from autocompress.tracking.tracker import RETRIES
+from autocompress.tracking.tracker import RETRIES, WARNING
 
 
 def result_metrics(result: dict[str, Any]) -> dict[str, float]:
@@ -37,6 +39,8 @@ class TrackingCallback(Callback):
         self.tracker = tracker
         self.plan_params = plan_params  # config -> flat MLflow params
         self.retries: dict[str, int] = {}
+        self.ended: list[TrialResult] = []  # this session's finished trials, in order
+        self.warned = False
 
     def setup(self, **info):  # noqa: D102
         self.tracker.reload()
@@ -59,11 +63,25 @@ class TrackingCallback(Callback):
         self.tracker.set_tags(trial.trial_id, {RETRIES: self.retries[trial.trial_id]})
 
     def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: D102
-        finish(self.tracker, trial.trial_id, outcome(trial))
+        self._ended(trial.trial_id, outcome(trial))
 
     def on_trial_error(self, iteration, trials, trial, **info):  # noqa: D102
         self.tracker.start_trial(trial.trial_id, self.plan_params(trial.config))
-        self.tracker.finish_trial(trial.trial_id, error_result(trial))
+        self._ended(trial.trial_id, error_result(trial))
+
+    def _ended(self, trial_id: str, result: TrialResult) -> None:
+        finish(self.tracker, trial_id, result)
+        self.ended.append(result.outcome())
+        if not self.warned:
+            self._warn_unmeetable()
+
+    def _warn_unmeetable(self) -> None:
+        """Say early (stderr and a parent-run tag) when the first trials are all infeasible."""
+        text = infeasible_warning(getattr(self.tracker, "budgets", ()), self.ended)
+        if text:
+            self.warned = True
+            print(f"autocompress: warning: {text}", file=sys.stderr)
+            self.tracker.tag_search({WARNING: text})
 
 
 def outcome(trial: Any) -> TrialResult:

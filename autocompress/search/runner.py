@@ -6,7 +6,6 @@ import dataclasses
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,38 +16,17 @@ from autocompress.methods import compressible_layers
 from autocompress.recipe import Recipe
 from autocompress.search.baseline import baseline_metrics, load_or_train
 from autocompress.search.checks import check_recipe
-from autocompress.search.predictor import error_summary, load_table
+from autocompress.search.finish import NoTrialCompleted, SearchSummary, finish_search
+from autocompress.search.predictor import load_table
 from autocompress.search.student import check_student, initial_student
 from autocompress.search.trial import SearchContext, example_inputs, load_splits
 from autocompress.space import SearchSpace, bind
-from autocompress.tracking import (
-    SearchTracker,
-    front_of,
-    load_search,
-    normalized_hypervolume,
-    objectives,
-)
+from autocompress.tracking import SearchTracker
 from autocompress.tracking.store import is_sqlite
 from autocompress.tracking.tracker import TUNE_PATH
 
-
-@dataclass(frozen=True)
-class SearchSummary:
-    """What a finished search reports back."""
-
-    experiment: str
-    parent_run_id: str
-    baseline: dict[str, float]
-    trials: int
-    statuses: dict[str, int]
-    front: list[dict[str, Any]]
-    hypervolume: float
-    wall_s: float
-    infeasible_s: float
-    setup_s: float = 0.0
-    tune_s: float = 0.0
-    metric: str = "accuracy"  # the quality metric's key (val); test_<metric> is in the rows
-    mode: str = "max"
+__all__ = ["NoTrialCompleted", "SearchInterrupted", "SearchSummary", "apply_overrides",
+           "prepare", "run_search"]
 
 
 def prepare(recipe: Recipe, progress: Any = None) -> tuple[SearchContext, dict[str, float],
@@ -121,6 +99,8 @@ def _search(recipe: Recipe, tracker: SearchTracker, started: float, verbose: int
     _phase(progress, f"preparing {recipe.name}: data, baseline model (trained once, then "
                      f"cached), search space; tracking {tracker.uri}")
     ctx, baseline, space = prepare(recipe, progress)
+    tracker.budgets = ctx.budgets  # the tracking callback warns early when none can be met
+    tracker.model_example = _model_example(ctx)
     _phase(progress, "baseline measured: " + _costs(baseline, recipe.metric.key))
     if resumed:
         parent_id, tune_path, baseline = resumed
@@ -151,6 +131,15 @@ def _search(recipe: Recipe, tracker: SearchTracker, started: float, verbose: int
     _phase(progress, f"done: {summary.trials} trials in {summary.wall_s:.0f}s, front of "
                      f"{len(summary.front)}, hypervolume {summary.hypervolume:.4f}")
     return summary
+
+
+def _model_example(ctx: SearchContext) -> Any:
+    """One validation input as numpy (the logged MLflow Models' signature and example)."""
+    from autocompress.search.trial import build_teacher
+    from autocompress.tracking.pyfunc import example_array
+
+    teacher = build_teacher(ctx.recipe, ctx.teacher_state)
+    return example_array(example_inputs(teacher, load_splits(ctx.recipe), 1))
 
 
 def _phase(progress: Any, text: str) -> None:
@@ -232,39 +221,7 @@ def _init_ray(address: str | None) -> None:
 
 def _finish(ctx: SearchContext, tracker: SearchTracker, baseline, wall_s: float,
             setup_s: float, tune_s: float) -> SearchSummary:
-    from autocompress.search.holdout import evaluate_holdout
-
-    recipe, key, mode = ctx.recipe, ctx.recipe.metric.key, ctx.recipe.metric.mode
-    record = load_search(tracker.uri, recipe.experiment, tracker.parent_id)
-    front = front_of(record.trials, objectives(key, mode))  # chosen on val only
-    front_ids = {t.run_id for t in front}
-    others = [t.run_id for t in record.trials if t.run_id not in front_ids]
-    hv = normalized_hypervolume(front, baseline, metric=key, mode=mode)
-    tested = evaluate_holdout(ctx, tracker, sorted(front_ids))  # after choosing: test, once
-    if "baseline" in tested:
-        baseline = {**baseline, f"test_{key}": tested["baseline"]}
-    statuses: dict[str, int] = {}
-    for t in record.trials:
-        statuses[t.status] = statuses.get(t.status, 0) + 1
-    infeasible_s = sum(t.metrics.get("time_profile_s", 0.0) for t in record.trials
-                       if t.status == "infeasible")
-    predicted = [t for t in record.trials if "latency_prediction_error" in t.metrics]
-    tracker.finish_search(sorted(front_ids), others, {
-        "hypervolume": hv, "pareto_size": len(front), "trials": len(record.trials),
-        "wall_s": wall_s, "setup_s": setup_s, "tune_s": tune_s,
-        "infeasible_time_s": infeasible_s,
-        "rejected_by_prediction": float(sum("predicted_only" in t.metrics
-                                            for t in record.trials)),
-        **error_summary([t.metrics["latency_predicted_ms"] for t in predicted],
-                        [t.metrics["latency_ms"] for t in predicted]),
-    })
-    sign = -1.0 if mode == "max" else 1.0
-    rows = [{"trial": t.trial_id, "run_id": t.run_id,
-             **{k: t.metrics[k] for k in objectives(key, mode)},
-             **({f"test_{key}": tested[t.run_id]} if t.run_id in tested else {})}
-            for t in sorted(front, key=lambda t: sign * t.metrics[key])]
-    return SearchSummary(recipe.experiment, tracker.parent_id, baseline, len(record.trials),
-                         statuses, rows, hv, wall_s, infeasible_s, setup_s, tune_s, key, mode)
+    return finish_search(ctx, tracker, baseline, wall_s, setup_s, tune_s)
 
 
 def _recipe_params(recipe: Recipe) -> dict[str, Any]:

@@ -35,10 +35,10 @@ from autocompress.search.failures import Diverged, check_finite, check_loss, fai
 from autocompress.search.results import TrialResult, TrialStatus, violation_name
 from autocompress.search.student import build_student
 from autocompress.space import BoundSpace
+from autocompress.tracking.config import ARTIFACT_NAME
 from autocompress.training import evaluate
 from autocompress.zoo import build_model
 
-ARTIFACT_NAME = "model.acz"
 Report = Callable[[dict[str, Any], "str | None"], None]
 
 
@@ -186,6 +186,31 @@ def _is_infrastructure(exc: BaseException) -> bool:
     return ray is not None and isinstance(exc, ray.exceptions.RayError)
 
 
+def artifact_extra(plan: CompressionPlan, recipe: Recipe, example: Any) -> dict[str, Any]:
+    """What the artifact's header records: plan, recipe, input shape and source trial."""
+    extra: dict[str, Any] = {"plan": plan.to_dict(), "recipe": recipe.name,
+                             "metric": {"key": recipe.metric.key, "mode": recipe.metric.mode}}
+    first = example[0] if isinstance(example, (tuple, list)) and len(example) == 1 else example
+    if isinstance(first, torch.Tensor):
+        extra["input_shape"] = list(first.shape[1:])
+    trial = _tune_trial_id()
+    if trial:
+        extra["trial"] = trial
+    return extra
+
+
+def _tune_trial_id() -> str | None:
+    """The Tune trial this process runs, when it runs one."""
+    if "ray" not in sys.modules:
+        return None
+    try:
+        from ray import tune
+
+        return tune.get_context().get_trial_id()
+    except Exception:  # noqa: BLE001  (outside a trial: no context)
+        return None
+
+
 def named_violations(budgets: tuple[Budget, ...], values: list[float]) -> dict[str, float]:
     """Each budget's violation keyed ``violation/<budget key>``, in the budgets' order."""
     named: dict[str, float] = {}
@@ -218,7 +243,7 @@ def _run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> No
     calibration = _calibration(original, splits, recipe.training.calibration_samples)
     student = apply_plan(original, plan, example_inputs(original, splits, 1), ctx.output_layers,
                          calibration)
-    extra = {"plan": plan.to_dict(), "recipe": recipe.name}  # stored in the artifact
+    extra = artifact_extra(plan, recipe, example_inputs(original, splits, 1))  # in the file
     costs, nodes = measure_on_targets(
         student, splits, recipe, extra, ctx.budgets,
         reference=teacher if recipe.hardware.paired and ctx.baseline else None,

@@ -12,6 +12,7 @@ from typing import Any
 from autocompress.errors import ConfigError
 from autocompress.hardware.budget import Budget, is_feasible
 from autocompress.pareto import hypervolume, non_dominated, orient
+from autocompress.tracking.config import ARTIFACT_NAME
 from autocompress.tracking.store import client, find_experiment
 from autocompress.tracking.tracker import (
     ARTIFACT_DIR,
@@ -24,7 +25,6 @@ from autocompress.tracking.tracker import (
 )
 
 OBJECTIVES = {"accuracy": "max", "latency_ms": "min", "size_kb": "min"}
-ARTIFACT_NAME = "model.acz"
 
 
 def objectives(metric: str = "accuracy", mode: str = "max") -> dict[str, str]:
@@ -59,6 +59,7 @@ class TrialRecord:
     pareto: bool = False
     reason: str = ""
     tags: dict[str, str] = field(default_factory=dict)  # autocompress.* (nodes, retries, ...)
+    name: str = ""  # the run's name, e.g. "t007 prune 50% · 8-bit"
 
     @property
     def feasible(self) -> bool:  # noqa: D102
@@ -167,30 +168,38 @@ def _trial(run: Any) -> TrialRecord:
         pareto=tags.get(PARETO) == "true",
         reason=tags.get(REASON, ""),
         tags={k: v for k, v in tags.items() if k.startswith("autocompress.")},
+        name=run.info.run_name or "",
     )
 
 
 def pick(uri: str, experiment: str, budgets: Sequence[Budget], maximize: str | None = None,
-         output: str | Path | None = None, run_id: str | None = None) -> TrialRecord:
-    """Choose the Pareto member that meets ``budgets`` and is best on ``maximize``.
+         output: str | Path | None = None, run_id: str | None = None,
+         minimize: str | None = None) -> TrialRecord:
+    """Choose the Pareto member that meets ``budgets`` and is best on one metric.
 
     By default the member best on the search's quality metric (on val), in its direction (the
-    smallest ``mse``, ...); ``maximize`` names another metric to maximise. Reads MLflow only.
-    When ``output`` is given, the member's compressed artifact is copied there.
+    smallest ``mse``, ...); ``maximize`` names another metric to maximise, ``minimize`` one
+    to minimise (e.g. ``latency_ms``). Reads MLflow only. When ``output`` is given, the
+    member's compressed artifact is copied there.
 
     Raises:
-        ConfigError: no member meets the budgets, or the metric is unknown.
+        ConfigError: no member meets the budgets, the metric is unknown, or both
+            ``maximize`` and ``minimize`` are given.
     """
+    if maximize and minimize:
+        raise ConfigError(f"--maximize {maximize} and --minimize {minimize}: give one metric "
+                          "to choose by, not both")
     search = load_search(uri, experiment, run_id)
     front = search.front()
     if not front:
         raise ConfigError(f"experiment {experiment!r}: the last search has no Pareto member")
     key, mode = search.metric
-    sign = -1.0 if maximize is None and mode == "min" else 1.0  # default: its own direction
-    maximize = maximize or key
-    if any(maximize not in t.metrics for t in front):
+    chosen = maximize or minimize or key
+    sign = -1.0 if minimize or (chosen == key and not maximize and mode == "min") else 1.0
+    if any(chosen not in t.metrics for t in front):
         known = sorted(set.intersection(*(set(t.metrics) for t in front)))
-        raise ConfigError(f"--maximize: unknown metric {maximize!r}; allowed: {', '.join(known)}")
+        flag = "--minimize" if minimize else "--maximize"
+        raise ConfigError(f"{flag}: unknown metric {chosen!r}; allowed: {', '.join(known)}")
     default_target = search.params.get("hardware.target", "")
     budgets = [b.on_default(default_target) for b in budgets]
     for b in budgets:
@@ -203,7 +212,7 @@ def pick(uri: str, experiment: str, budgets: Sequence[Budget], maximize: str | N
         shown = ", ".join(str(b) for b in budgets)
         raise ConfigError(f"no Pareto member of {experiment!r} meets {shown}; see "
                           f"`autocompress pareto {experiment}`")
-    best = max(ok, key=lambda t: sign * t.metrics[maximize])
+    best = max(ok, key=lambda t: sign * t.metrics[chosen])
     if output is not None:
         download_artifact(uri, best.run_id, output)
     return best
