@@ -50,13 +50,12 @@ def front_json(search, include_all: bool = False) -> dict[str, Any]:
 
 
 def print_front(search, include_all: bool = False, plans: bool = False,
-                console: Console | None = None, caption: str | None = None) -> None:
+                console: Console | None = None) -> None:
     """Print the Pareto front with the baseline as the first row."""
     console = console or Console()
     title = "all trials" if include_all else "Pareto front"
     table = Table(title=f"{title} (search {search.run_id[:8]}, "
-                        f"hypervolume {search.metrics.get('hypervolume', float('nan')):.4f})",
-                  caption=caption)
+                        f"hypervolume {search.metrics.get('hypervolume', float('nan')):.4f})")
     columns = _columns(search)
     for name in ("trial", "status", *columns):
         table.add_column(_header(name), no_wrap=True, min_width=8 if name == "trial" else None)

@@ -44,8 +44,10 @@ def show_all(*items: Any) -> None:
 
     console = Console()
     for item in items:
-        plain = isinstance(item, str)  # a plain line: no markup, no highlighting
-        console.print(item, markup=not plain, highlight=not plain)
+        if isinstance(item, str):  # a plain line: no markup, not wrapped (URIs stay whole)
+            console.print(item, markup=False, highlight=False, soft_wrap=True)
+        else:
+            console.print(item)
 
 
 def escape(text: Any) -> str:

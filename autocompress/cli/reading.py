@@ -21,7 +21,7 @@ from autocompress.errors import ConfigError
 def pareto(args: argparse.Namespace) -> int:
     """The front (or every trial) of the experiment's last search; plots with ``--plot``."""
     from autocompress.locations import resolve_tracking_uri
-    from autocompress.report import front_json, front_rows, print_front
+    from autocompress.report import front_json, front_rows
     from autocompress.tracking import load_search
 
     location = resolve_tracking_uri(args.tracking_uri)
@@ -30,11 +30,17 @@ def pareto(args: argparse.Namespace) -> int:
         return _layers(search, args.layers, args.format)
     document = {**front_json(search, include_all=args.all), "tracking_uri": location.uri}
     emit(args.format, front_rows(search, include_all=args.all), document,
-         lambda: print_front(search, include_all=args.all, plans=args.plans,
-                             caption=escape(location.describe())))
+         lambda: _show_front(search, args, location.describe()))
     if args.plot:
         _plot(search, args.plot)
     return 0
+
+
+def _show_front(search: Any, args: argparse.Namespace, where: str) -> None:
+    from autocompress.report import print_front
+
+    print_front(search, include_all=args.all, plans=args.plans)
+    show_all(where)
 
 
 def search_budgets(params: dict[str, str]) -> list[str]:
