@@ -7,9 +7,14 @@ fine-tuned, and write the artifact (positions and indices are Huffman-coded when
 smaller). The compressed error is measured on the model reloaded from the artifact: the model a
 user gets.
 
-Each model has two rows: the paper's own per-layer recipe (kept fractions and bits of Tables 2
-and 3), then a harder hand-picked combination that keeps pruning from the first row's pruned
-model and shares with fewer bits.
+Split roles: the zoo's MNIST carves 5,000 validation images from the 60,000 training images;
+training and the per-step log use train / val only, and the **official 10k test set** is scored
+once per row, for the baseline and for the reloaded artifact (the reported errors). Nothing is
+chosen on test: the rows' recipes are fixed in this file before the run.
+
+Each model has three rows: the paper's own per-layer recipe (kept fractions and bits of Tables 2
+and 3), then harder hand-picked combinations, each continuing from the previous row's pruned
+model and sharing with fewer bits (the last one aims at issue 10's >= 100x).
 
 Usage: python benchmarks/deep_compression.py [--model {lenet300_100,lenet5_caffe,all}] [--quick]
            [--threads N] [--output FILE.md]
@@ -45,7 +50,7 @@ CACHE = Path(os.environ.get("AUTOCOMPRESS_BENCH_CACHE", "/tmp/autocompress_bench
 SEED = 0
 EXAMPLE = torch.zeros(1, 1, 28, 28)
 DISTILL = DistillConfig(temperature=4.0, alpha=0.5)
-TARGET_RATIO, TARGET_LOSS_PP = 40.0, 0.1  # the issue's acceptance target
+TARGET_RATIO, TARGET_LOSS_PP = 100.0, 0.1  # issue 10's goal (>= 100x at <= +0.1 pt on test)
 LOG: list[str] = []
 
 
@@ -108,6 +113,8 @@ SETUPS = {
                    dict.fromkeys(LENET300, 6), prune_epochs=(2, 2, 2, 2), share_epochs=2),
             Recipe("harder", per_layer(LENET300, (0.04, 0.07, 0.20)),
                    dict.fromkeys(LENET300, 4), prune_epochs=(3, 3, 3, 8), share_epochs=4),
+            Recipe("100x attempt", per_layer(LENET300, (0.025, 0.05, 0.15)),
+                   per_layer(LENET300, (3, 4, 4)), prune_epochs=(3, 3, 6), share_epochs=4),
         ),
         baseline_epochs=15,
         retrain_lr=5e-4,
@@ -119,6 +126,8 @@ SETUPS = {
             Recipe("paper recipe", per_layer(LENET5, (0.66, 0.12, 0.08, 0.19)),
                    per_layer(LENET5, (8, 8, 5, 5)), prune_epochs=(1, 1, 1, 3), share_epochs=2),
             Recipe("harder", per_layer(LENET5, (0.50, 0.08, 0.03, 0.15)),
+                   per_layer(LENET5, (6, 5, 4, 5)), prune_epochs=(1, 1, 3), share_epochs=2),
+            Recipe("100x attempt", per_layer(LENET5, (0.50, 0.06, 0.018, 0.12)),
                    per_layer(LENET5, (6, 5, 4, 5)), prune_epochs=(1, 1, 3), share_epochs=2),
         ),
         baseline_epochs=6,
@@ -156,7 +165,8 @@ def train(student, teacher, splits, setup: Setup, epochs: int, lr: float, limit)
 def baseline(setup: Setup, splits, epochs: int, limit) -> nn.Module:
     torch.manual_seed(SEED)
     model = build_model(setup.model)
-    path = CACHE / (f"{setup.model}_e{epochs}_lr{setup.lr:g}_b{setup.batch_size}_l{limit}"
+    # v2: trained on the 55,000 training images only (the zoo's val and test held out)
+    path = CACHE / (f"{setup.model}_v2_e{epochs}_lr{setup.lr:g}_b{setup.batch_size}_l{limit}"
                     f"_s{SEED}_t{torch.get_num_threads()}.pt")
     if path.exists():
         model.load_state_dict(torch.load(path))
@@ -177,9 +187,12 @@ def kept(model: nn.Module, layers) -> str:
     return "/".join(f"{100 * density(model.get_submodule(n)):.1f}" for n in layers) + "%"
 
 
-def error(model: nn.Module, splits) -> float:
-    """Top-1 error (%) on the official 10k MNIST test set."""
-    return 100.0 * (1.0 - evaluate(model, splits.val))
+def error(model: nn.Module, splits, split: str = "val") -> float:
+    """Top-1 error (%) on ``split``: val (5,000 held-out training images) or test (official 10k).
+
+    Only the rows' final figures read ``test``; the per-step log reads ``val``.
+    """
+    return 100.0 * (1.0 - evaluate(model, getattr(splits, split)))
 
 
 def prune(model, teacher, splits, setup: Setup, target: dict[str, float], epochs, limit):
@@ -196,7 +209,8 @@ def prune(model, teacher, splits, setup: Setup, target: dict[str, float], epochs
             {"layers": {n: {"sparsify": {"sparsity": s}} for n, s in sparsity.items()}})
         model = apply_plan(model, plan, EXAMPLE)
         train(model, teacher, splits, setup, step_epochs, setup.retrain_lr, limit)
-        log(f"    prune step {k}: kept {kept(model, target)}, error {error(model, splits):.2f}%")
+        log(f"    prune step {k}: kept {kept(model, target)}, "
+            f"val error {error(model, splits):.2f}%")
     return model
 
 
@@ -215,10 +229,10 @@ def state_dict_bytes(model: nn.Module) -> int:
 
 
 def artifact(model: nn.Module, splits, folder: str) -> tuple[int, float]:
-    """Artifact bytes and the top-1 error (%) of the model reloaded from it."""
+    """Artifact bytes and the top-1 test error (%) of the model reloaded from it."""
     path = Path(folder) / "model.safetensors"
     size = save_compressed(model, path)
-    return size, error(load_compressed(path), splits)
+    return size, error(load_compressed(path), splits, "test")
 
 
 def run(setup: Setup, splits, quick: bool) -> list[dict]:
@@ -230,14 +244,15 @@ def run(setup: Setup, splits, quick: bool) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         float_bytes, base_err = artifact(teacher, splits, tmp)
         reference = state_dict_bytes(teacher)
-        log(f"{setup.model}: baseline error {base_err:.2f}% ({time.time() - started:.0f} s)")
+        log(f"{setup.model}: baseline error {base_err:.2f}% test, "
+            f"{error(teacher, splits):.2f}% val ({time.time() - started:.0f} s)")
         pruned = teacher
         for recipe in setup.recipes:
             t0 = time.time()
             log(f"  {recipe.label}: prune to {kept_text(recipe)}")
             pruned = prune(pruned, teacher, splits, setup, recipe.density,
                            tuple(epochs(e) for e in recipe.prune_epochs), limit)
-            pruned_err = error(pruned, splits)
+            pruned_err = error(pruned, splits, "test")
             shared = share(pruned, teacher, splits, setup, recipe.bits,
                            epochs(recipe.share_epochs), limit)
             size, err = artifact(shared, splits, tmp)
@@ -245,7 +260,8 @@ def run(setup: Setup, splits, quick: bool) -> list[dict]:
                          "pruned_err": pruned_err, "err": err, "bytes": size,
                          "reference": reference, "float_bytes": float_bytes,
                          "plan": plan_text(shared, recipe)})
-            log(f"  {recipe.label}: shared error {err:.2f}% (artifact), {size / 1000:.1f} KB, "
+            log(f"  {recipe.label}: shared test error {err:.2f}% (artifact), "
+                f"{size / 1000:.1f} KB, "
                 f"{reference / size:.1f}x ({time.time() - t0:.0f} s)")
     log(f"{setup.model}: {time.time() - started:.0f} s")
     return rows
@@ -263,7 +279,8 @@ def plan_text(model: nn.Module, recipe: Recipe) -> str:
 def table(rows: list[dict]) -> list[str]:
     lines = [
         "| model | row | paper baseline err | paper compressed err | paper size & ratio | "
-        "our baseline err | our pruned err (float) | our compressed err (artifact) | "
+        "our baseline err (test) | our pruned err (float, test) | "
+        "our compressed err (artifact, test) | "
         "our float state_dict KB | our float artifact KB | our artifact KB | our ratio | "
         f"target (>= {TARGET_RATIO:g}x, <= +{TARGET_LOSS_PP:g} pp) | plan (kept %/share bits) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -297,7 +314,8 @@ def markdown(rows: list[dict], command: str, wall: float) -> str:
         f"- command: `{command}`; wall time {wall / 60:.1f} min",
         "- KB = 1000 bytes; ratio = float32 `torch.save(state_dict)` bytes / artifact bytes; "
         "errors are top-1 on the official 10k test set, the compressed one measured on the "
-        "model reloaded with `load_compressed`.",
+        "model reloaded with `load_compressed`; training and the per-step log use the 55,000 "
+        "training / 5,000 validation images carved from the official 60k.",
         "",
     ]
     return "\n".join([*header, *table(rows), "", "Log:", "", "```", *LOG, "```", ""])

@@ -1,0 +1,1 @@
+"""Issue 10's benchmark runner (``python -m benchmarks.compare``); see ``__main__``."""
