@@ -4,7 +4,8 @@ import io
 import pickle
 from types import SimpleNamespace
 
-from autocompress.search.progress import ProgressCallback, SearchProgress
+from autocompress.search.progress import SearchProgress
+from autocompress.search.progress_callback import ProgressCallback
 from autocompress.search.results import TrialResult, TrialStatus
 
 

@@ -3,9 +3,8 @@
 :class:`SearchProgress` keeps the counts (done, running, pruned, infeasible, failed), the best
 quality within budgets, the size of the front so far, elapsed time and an estimate of the time
 left. On a terminal it draws a live rich status line below the trial lines; elsewhere (CI logs,
-``submit --follow``) it prints one plain line per event. :class:`ProgressCallback` feeds it from
-Ray Tune (driver side), reading each trial's last result as a
-:class:`~autocompress.search.results.TrialResult`.
+``submit --follow``) it prints one plain line per event. It imports no Ray:
+:class:`~autocompress.search.progress_callback.ProgressCallback` feeds it from Ray Tune.
 """
 
 from __future__ import annotations
@@ -16,12 +15,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-from ray.tune import Callback
-
 from autocompress.pareto import non_dominated, orient
 from autocompress.search.results import TrialResult, TrialStatus
 
-__all__ = ["ProgressCallback", "SearchProgress", "epoch_callback"]
+__all__ = ["SearchProgress", "epoch_callback"]
 
 _COUNTED = ("completed", "pruned", "infeasible", "failed")
 
@@ -169,47 +166,6 @@ class SearchProgress:
 
     def _clock_text(self) -> str:
         return _duration(self.elapsed)
-
-
-class ProgressCallback(Callback):
-    """Ray Tune callback (driver side) that feeds a :class:`SearchProgress`.
-
-    Args:
-        progress: The view to feed.
-        plan_summary: A trial's config -> a short plan text (``prune 50% · 8-bit``).
-    """
-
-    def __init__(self, progress: SearchProgress, plan_summary: Callable[[dict], str]):
-        self.progress = progress
-        self.plan_summary = plan_summary
-        self.names: dict[str, str] = {}
-
-    def on_trial_start(self, iteration, trials, trial, **info):  # noqa: D102
-        self._name(trial.trial_id)
-        self.progress.trial_started(trial.trial_id)
-
-    def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: D102
-        result = TrialResult.from_report(trial.last_result).outcome()
-        self._finished(trial, result)
-
-    def on_trial_error(self, iteration, trials, trial, **info):  # noqa: D102
-        reason = str(getattr(trial, "error_msg", "") or "").strip().splitlines()
-        self._finished(trial, TrialResult(TrialStatus.FAILED,
-                                          reason=reason[-1] if reason else "worker error"))
-
-    def on_experiment_end(self, trials, **info):  # noqa: D102
-        self.progress.close()
-
-    def _finished(self, trial: Any, result: TrialResult) -> None:
-        try:
-            plan = self.plan_summary(trial.config)
-        except Exception:  # noqa: BLE001  (display only)
-            plan = ""
-        self.progress.trial_finished(trial.trial_id, self._name(trial.trial_id), result, plan)
-
-    def _name(self, trial_id: str) -> str:
-        """``t003``: the trial's number in start order (as its MLflow run is named)."""
-        return self.names.setdefault(trial_id, f"t{len(self.names) + 1:03d}")
 
 
 def epoch_callback(progress: SearchProgress, what: str, epochs: int):

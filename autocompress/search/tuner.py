@@ -16,7 +16,8 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from autocompress.recipe import Recipe
 from autocompress.search.callbacks import TrackingCallback
-from autocompress.search.progress import ProgressCallback, SearchProgress
+from autocompress.search.progress import SearchProgress
+from autocompress.search.progress_callback import ProgressCallback
 from autocompress.search.searcher import ConstrainedOptunaSearch, make_sampler
 from autocompress.search.trial import SearchContext, run_trial
 from autocompress.tracking import SearchTracker, objectives
