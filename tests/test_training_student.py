@@ -1,7 +1,5 @@
 """A student of another architecture (model.student), compressed and distilled from the teacher."""
 
-import shutil
-
 import pytest
 import torch
 import yaml
@@ -14,6 +12,7 @@ from autocompress.recipe import StudentConfig, TrainingConfig
 from autocompress.search import trial as trial_mod
 from autocompress.search.runner import prepare
 from autocompress.search.student import build_student, initial_student
+from autocompress.testing import ReportCollector
 from autocompress.training import evaluate, fine_tune
 from autocompress.zoo import build_model
 from tests.helpers import small_recipe
@@ -73,17 +72,9 @@ def test_a_trial_compresses_the_student_distils_it_and_saves_the_students_artifa
         return original(student, teacher, *args, **kwargs)
 
     monkeypatch.setattr(trial_mod, "_fine_tune", spy)
-    reports = []
-
-    def report(metrics, artifact_dir):
-        saved = None
-        if artifact_dir:
-            saved = tmp_path / "model.acz"
-            shutil.copy(f"{artifact_dir}/model.acz", saved)
-        reports.append((metrics, saved))
-
+    report = ReportCollector(tmp_path)
     trial_mod.run_trial(PLAN, ctx, report)
-    final, artifact = reports[-1]
+    final, artifact = report.last
     assert final["status"] == "completed", final.get("reason")
     assert seen["student"] == "TinyResidual" and seen["teacher"] == "ZooNet"
     assert seen["teacher_width"] == TEACHER_WIDTH
