@@ -181,7 +181,8 @@ def _check_direction(metric: str | None, wanted: str, search_metric: tuple[str, 
 
 def pick(experiment: str, budgets: Sequence[str] = (), *, maximize: str | None = None,
          minimize: str | None = None, output: str | os.PathLike | None = None,
-         tracking_uri: str | None = None, run_id: str | None = None) -> Any:
+         tracking_uri: str | None = None, run_id: str | None = None,
+         register: str | None = None, alias: str | None = None) -> Any:
     """Choose the Pareto member within ``budgets`` that is best on the objective.
 
     Args:
@@ -193,6 +194,8 @@ def pick(experiment: str, budgets: Sequence[str] = (), *, maximize: str | None =
         output: Where to copy the member's ``.acz`` artifact (None: not copied).
         tracking_uri: Where the search is recorded (see the module docstring).
         run_id: A specific search run (default: the latest).
+        register: Also register the chosen model in the MLflow Model Registry as this name.
+        alias: With ``register``: an alias to point at the new version (e.g. ``champion``).
 
     Returns:
         The chosen trial's record (``trial_id``, ``run_id``, ``metrics``, ``params``).
@@ -204,6 +207,10 @@ def pick(experiment: str, budgets: Sequence[str] = (), *, maximize: str | None =
     chosen, _ = choose(uri, experiment, budgets, maximize, minimize, run_id)
     if output is not None:
         download_artifact(uri, chosen.run_id, Path(output))
+    if register:
+        from autocompress.tracking.registry import register as register_model
+
+        register_model(chosen.run_id, register, alias, uri=uri)
     return chosen
 
 

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -125,3 +126,25 @@ def test_default_tracking_uri_is_absolute_in_the_current_folder(tmp_path, monkey
 def test_search_rejects_unknown_overrides():
     with pytest.raises(ConfigError, match="unknown override"):
         autocompress.search("recipes/quickstart.yaml", epochs=3)
+
+
+def test_cli_pick_registers_the_chosen_run(uri, tmp_path, capsys, monkeypatch):
+    import autocompress.tracking.registry as registry
+
+    calls = []
+
+    def fake_register(run_id, name, alias=None, tags=None, *, uri, budgets=()):
+        calls.append((run_id, name, alias, uri))
+        return SimpleNamespace(uri=f"models:/{name}@{alias}")
+
+    monkeypatch.setattr(registry, "register", fake_register)
+    code, text, _ = run(capsys, "pick", "exp", "--tracking-uri", uri, "--output",
+                        tmp_path / "m.acz", "--register", "edge", "--alias", "champion",
+                        "--format", "json")
+    picked = json.loads(text)
+    assert code == 0 and picked["registered"] == "models:/edge@champion"
+    assert calls == [(picked["run_id"], "edge", "champion", uri)]
+    code, _, err = run(capsys, "pick", "exp", "--tracking-uri", uri, "--output",
+                       tmp_path / "n.acz", "--alias", "champion")
+    assert code == 2 and "--alias: only with --register NAME" in err
+    assert not (tmp_path / "n.acz").exists()

@@ -155,6 +155,9 @@ def _pick(sub: Any) -> None:
     goal.add_argument("--minimize", metavar="METRIC",
                       help="a metric to minimise, e.g. latency_ms or size_kb")
     k.add_argument("--output", required=True, help="where to write the compressed artifact")
+    k.add_argument("--register", metavar="NAME",
+                   help="also register the chosen model in the MLflow Model Registry as NAME")
+    k.add_argument("--alias", help="with --register: point this alias (e.g. champion) at it")
     _format(k)
     k.set_defaults(func=f"{_CLI}.reading:pick")
 

@@ -92,6 +92,8 @@ def pick(args: argparse.Namespace) -> int:
     from autocompress.api import choose
     from autocompress.locations import resolve_tracking_uri
 
+    if args.alias and not args.register:
+        raise ConfigError("--alias: only with --register NAME")
     output = output_file(args.output)  # before reading MLflow: fail fast
     location = resolve_tracking_uri(args.tracking_uri)
     chosen, key = choose(location.uri, args.experiment, args.budget, args.maximize,
@@ -99,6 +101,11 @@ def pick(args: argparse.Namespace) -> int:
     write_artifact(location.uri, chosen.run_id, output)
     row = {"trial": chosen.trial_id, "run_id": chosen.run_id, "output": args.output,
            **{k: chosen.metrics.get(k) for k in (key, f"test_{key}", "latency_ms", "size_kb")}}
+    if args.register:
+        from autocompress.tracking.registry import register
+
+        row["registered"] = register(chosen.run_id, args.register, args.alias,
+                                     uri=location.uri).uri
     emit(args.format, [row], {**row, "tracking_uri": location.uri},
          lambda: show_all(_pick_table(row), location.describe()))
     return 0
