@@ -13,6 +13,7 @@ from autocompress.search.failures import error_file_text
 from autocompress.search.outcomes import infeasible_warning
 from autocompress.search.results import TrialResult, TrialStatus
 from autocompress.tracking import SearchTracker
+from autocompress.tracking.config import ARTIFACT_NAME
 from autocompress.tracking.tracker import RETRIES, WARNING
 
 
@@ -134,5 +135,5 @@ def _artifact(trial: Any) -> str | None:
     checkpoint = trial.checkpoint
     if checkpoint is None:
         return None
-    path = os.path.join(checkpoint.path, "model.acz")
+    path = os.path.join(checkpoint.path, ARTIFACT_NAME)
     return path if os.path.exists(path) else None

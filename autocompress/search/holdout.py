@@ -18,6 +18,7 @@ from torch import nn
 from autocompress.recipe import Recipe
 from autocompress.search.trial import SearchContext, build_teacher, load_splits, quality
 from autocompress.tracking import SearchTracker
+from autocompress.tracking.config import ARTIFACT_NAME
 
 __all__ = ["evaluate_holdout"]
 
@@ -59,5 +60,5 @@ def _member(uri: str, run_id: str, base: nn.Module) -> nn.Module:
     from autocompress.tracking.query import download_artifact
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = download_artifact(uri, run_id, Path(tmp) / "model.acz")
+        path = download_artifact(uri, run_id, Path(tmp) / ARTIFACT_NAME)
         return load_compressed(path, base=base)
