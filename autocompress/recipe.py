@@ -1,4 +1,10 @@
-"""Recipe: everything one search needs, parsed strictly from YAML into frozen dataclasses."""
+"""Recipe: everything one search needs, parsed strictly from YAML into frozen dataclasses.
+
+The recipe is pure data. Each section's config class lives in its layer's ``config`` module
+(``training.config``, ``hardware.config``, ``search.config``, ``tracking.config``,
+``data.config``, ``metrics.config``); this module composes them, checks the rules between
+sections (budgets against targets), and imports no profiler, trainer, tuner or MLflow code.
+"""
 
 from __future__ import annotations
 
