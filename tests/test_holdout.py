@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from autocompress.data import DataSplits
+from autocompress.hardware import targets
 from autocompress.search import trial as trial_mod
 from autocompress.search.baseline import holdout_metrics
 from autocompress.search.runner import prepare
@@ -55,7 +56,7 @@ def test_training_calibration_timing_and_selection_never_read_the_test_split(gua
     recipe, (ctx, baseline, _), guard = guarded
     splits = trial_mod.load_splits(recipe)
     seen = {}
-    real_apply, real_profiler = trial_mod.apply_plan, trial_mod._profiler
+    real_apply, real_profiler = trial_mod.apply_plan, targets.profiler_for
 
     def apply_plan(model, plan, example, outputs, calibration):
         seen["example"], seen["calibration"] = example, calibration
@@ -70,7 +71,7 @@ def test_training_calibration_timing_and_selection_never_read_the_test_split(gua
             return self.profiler.measure(model, example, **kwargs)
 
     monkeypatch.setattr(trial_mod, "apply_plan", apply_plan)
-    monkeypatch.setattr(trial_mod, "_profiler", lambda *a: Spy(real_profiler(*a)))
+    monkeypatch.setattr(targets, "profiler_for", lambda *a: Spy(real_profiler(*a)))
     reports = []
     trial_mod.run_trial(HEAVY, ctx, lambda metrics, artifact: reports.append(metrics))
     assert reports[-1]["status"] == "completed" and "accuracy" in reports[-1]

@@ -212,13 +212,13 @@ def test_a_lost_worker_propagates_so_tune_retries_the_trial(prepared, tmp_path, 
 
 @pytest.fixture(scope="module")
 def predicting(prepared):
-    from autocompress.search.predictor import load_table
+    from autocompress.hardware.lut.predictor import load_table
 
     tmp, (ctx, baseline, space) = prepared
     recipe = ctx.recipe.replace(hardware={"predict": True, "reject_margin": 0.1})
     teacher = trial_mod.build_teacher(recipe, ctx.teacher_state)
     example = trial_mod.load_splits(recipe).val.tensors[0][:1]
-    table = load_table(recipe, teacher, example, tmp / "runs")
+    table = load_table(recipe.hardware, teacher, example, tmp / "runs")
     return tmp, (ctx.__class__(recipe, ctx.teacher_state, ctx.space, ctx.output_layers,
                                ctx.budgets, table), baseline, space)
 

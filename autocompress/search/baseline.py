@@ -10,8 +10,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from autocompress.hardware.targets import clear_profiler_caches
 from autocompress.recipe import Recipe
-from autocompress.search.trial import clear_profiler_caches, load_splits, measure, quality
+from autocompress.search.trial import load_splits, measure, quality
 from autocompress.zoo import build_model
 
 # Bumped when the zoo's splits change: a baseline cached before digits and MNIST gained their

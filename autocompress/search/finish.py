@@ -60,8 +60,8 @@ def finish_search(ctx: SearchContext, tracker: SearchTracker, baseline: dict[str
         NoTrialCompleted: no trial completed (the parent run is closed as failed with the
             summary of the reasons first).
     """
+    from autocompress.hardware.lut.predictor import error_summary
     from autocompress.search.holdout import evaluate_holdout
-    from autocompress.search.predictor import error_summary
 
     recipe, key, mode = ctx.recipe, ctx.recipe.metric.key, ctx.recipe.metric.mode
     record = load_search(tracker.uri, recipe.experiment, tracker.parent_id)

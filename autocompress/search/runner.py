@@ -12,12 +12,12 @@ from typing import Any
 import yaml
 
 from autocompress.errors import ConfigError
+from autocompress.hardware.lut.predictor import load_table
 from autocompress.methods import compressible_layers
 from autocompress.recipe import Recipe
 from autocompress.search.baseline import baseline_metrics, load_or_train
 from autocompress.search.checks import check_recipe
 from autocompress.search.finish import NoTrialCompleted, SearchSummary, finish_search
-from autocompress.search.predictor import load_table
 from autocompress.search.student import check_student, initial_student
 from autocompress.search.trial import SearchContext, example_inputs, load_splits
 from autocompress.space import SearchSpace, bind
@@ -51,8 +51,8 @@ def prepare(recipe: Recipe, progress: Any = None) -> tuple[SearchContext, dict[s
     layers = compressible_layers(base, example_inputs(base, splits, 1))
     bound = bind(space, layers)
     outputs = frozenset(layer.name for layer in layers if layer.is_output)
-    table = load_table(recipe, base, example_inputs(base, splits, recipe.hardware.batch_size),
-                       storage)
+    table = load_table(recipe.hardware, base,
+                       example_inputs(base, splits, recipe.hardware.batch_size), storage)
     baseline = baseline_metrics(teacher, recipe)
     ctx = SearchContext(recipe, teacher.state_dict(), bound, outputs, recipe.parsed_budgets(),
                         table, baseline, None if student is None else student.state_dict())

@@ -26,7 +26,6 @@ from torch import nn
 from autocompress.data import DataSplits, as_args, load_data
 from autocompress.export import load_compressed, save_compressed
 from autocompress.hardware import Budget, is_feasible, violations
-from autocompress.hardware.budget import TARGETED, metric_key
 from autocompress.hardware.measurement import current_node
 from autocompress.hardware.quiet import quiet_node
 from autocompress.methods import CompressionPlan, apply_plan
@@ -51,7 +50,7 @@ class SearchContext:
     space: BoundSpace
     output_layers: frozenset[str]
     budgets: tuple[Budget, ...]
-    latency_table: Any = None  # a LatencyTable when hardware.predict (see search/predictor.py)
+    latency_table: Any = None  # a LatencyTable when hardware.predict (hardware/lut/predictor.py)
     baseline: dict[str, float] | None = None  # its metrics: paired latencies anchor to them
     student_state: dict[str, torch.Tensor] | None = None  # model.student's initial weights
 
@@ -101,23 +100,6 @@ def build_teacher(recipe: Recipe, state: dict[str, torch.Tensor]) -> nn.Module:
     return model.eval()
 
 
-_PROFILERS: dict[str, Any] = {}
-
-
-def _profiler(hardware, name: str | None = None):
-    """One profiler per process, target and settings, so its cache serves reused actors too."""
-    key = repr((hardware, name))
-    if key not in _PROFILERS:
-        _PROFILERS[key] = hardware.profiler(name)
-    return _PROFILERS[key]
-
-
-def clear_profiler_caches() -> None:
-    """Forget this process's cached measurements (the next measure of a model times it again)."""
-    for profiler in _PROFILERS.values():
-        profiler.clear_cache()
-
-
 def measure(model: nn.Module, splits: DataSplits, recipe: Recipe,
             extra: dict | None = None,
             budgets: tuple[Budget, ...] | None = None) -> dict[str, float]:
@@ -130,35 +112,21 @@ def measure_on_targets(model: nn.Module, splits: DataSplits, recipe: Recipe,
                        reference: nn.Module | None = None,
                        baseline: dict[str, float] | None = None,
                        ) -> tuple[dict[str, float], dict[str, str]]:
-    """Profile ``model`` as the baseline and every candidate are.
+    """Profile ``model`` as the baseline and every candidate are (hardware/targets.py).
 
-    On the recipe's default target (plain metric names) and on every further target a budget
-    names (``budgets``, by default the recipe's), whose device-dependent metrics are keyed
-    ``latency_ms/TARGET`` etc. With ``reference`` (the baseline model) and ``baseline`` (its
-    recorded metrics), each target times the model paired with the reference and anchors its
-    latency to the baseline's (:meth:`Measurement.anchored`). Also returns the Ray node each
-    target was measured on, as ``{"node/TARGET": node_id}`` (empty ids outside Ray).
+    On the recipe's default target and on every further target a budget names (``budgets``,
+    by default the recipe's), timing a batch of validation inputs; int8 targets calibrate on
+    training inputs. ``reference`` / ``baseline`` pair and anchor the timings as in
+    :func:`autocompress.hardware.targets.measure_on_targets`.
     """
-    example = example_inputs(model, splits, recipe.hardware.batch_size)
-    baseline = baseline or {}
+    from autocompress.hardware.targets import measure_on_targets as on_targets
 
-    def on(name: str | None) -> tuple[dict[str, float], str]:
-        profiler = _profiler(recipe.hardware, name)
-        if getattr(profiler, "int8", False) and getattr(profiler, "calibration", 1) is None:
-            # int8 ranges from training inputs, never the val example timed below
-            profiler.calibration = _calibration(model, splits,
-                                                recipe.training.calibration_samples)[0]
-        measured = profiler.measure(model, example, extra=extra, reference=reference)
-        return measured.anchored(baseline.get(metric_key("latency_ms", name)),
-                                 baseline.get(metric_key("latency_p90_ms", name))), measured.node
-
-    metrics, node = on(None)
-    nodes = {f"node/{recipe.hardware.target}": node}
     budgets = recipe.parsed_budgets() if budgets is None else budgets
-    for name in recipe.hardware.target_names(budgets):
-        measured, nodes[f"node/{name}"] = on(name)
-        metrics.update({metric_key(k, name): v for k, v in measured.items() if k in TARGETED})
-    return metrics, nodes
+    return on_targets(
+        model, example_inputs(model, splits, recipe.hardware.batch_size), recipe.hardware,
+        recipe.hardware.target_names(budgets), extra=extra, reference=reference,
+        baseline=baseline,
+        calibration=lambda: _calibration(model, splits, recipe.training.calibration_samples)[0])
 
 
 def run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> None:
@@ -302,7 +270,7 @@ def _untrained_violations(budgets: tuple[Budget, ...], costs: dict[str, float],
 def _screen(plan: CompressionPlan, teacher: nn.Module, splits: DataSplits,
             ctx: SearchContext, report: Report, started: float) -> float | None:
     """The plan's predicted latency, or None after reporting it rejected (never built)."""
-    from autocompress.search.predictor import latency_budgets, screen
+    from autocompress.hardware.lut.predictor import latency_budgets, screen
 
     hw = ctx.recipe.hardware
     example = example_inputs(teacher, splits, hw.batch_size)
