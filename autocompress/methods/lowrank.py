@@ -94,15 +94,23 @@ def low_rank_like(layer: nn.Module, rank: int) -> nn.Module:
     return LowRankLinear(layer.in_features, rank, layer.out_features, layer.bias is not None)
 
 
+def _factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(left, right)`` with ``left @ right`` the best rank-``rank`` approximation of ``weight``.
+
+    Each factor carries the square roots of the singular values (balanced scales); both are in
+    ``weight``'s dtype.
+    """
+    u, s, vh = torch.linalg.svd(weight.detach().double(), full_matrices=False)
+    root = s[:rank].sqrt()
+    return (u[:, :rank] * root[None, :]).to(weight.dtype), (root[:, None] * vh[:rank]).to(
+        weight.dtype)
+
+
 def factorize_linear(layer: nn.Linear, rank: int) -> LowRankLinear:
     """Return the best rank-``rank`` factorization of ``layer`` (exact at full rank)."""
-    w = layer.weight.detach().double()
-    u, s, vh = torch.linalg.svd(w, full_matrices=False)
-    root = s[:rank].sqrt()
     new = low_rank_like(layer, rank)
-    dtype = layer.weight.dtype
-    new.u.weight.data = (root[:, None] * vh[:rank]).to(dtype)
-    new.v.weight.data = (u[:, :rank] * root[None, :]).to(dtype)
+    left, right = _factors(layer.weight, rank)
+    new.u.weight.data, new.v.weight.data = right, left
     if layer.bias is not None:
         new.v.bias.data = layer.bias.detach().clone()
     return new.to(layer.weight.device).train(layer.training)
@@ -110,13 +118,9 @@ def factorize_linear(layer: nn.Linear, rank: int) -> LowRankLinear:
 
 def factorize_embedding(layer: nn.Embedding, rank: int) -> LowRankEmbedding:
     """Return the best rank-``rank`` factorization of an embedding table."""
-    w = layer.weight.detach().double()
-    u, s, vh = torch.linalg.svd(w, full_matrices=False)
-    root = s[:rank].sqrt()
     new = low_rank_like(layer, rank)
-    dtype = layer.weight.dtype
-    new.embed.weight.data = (u[:, :rank] * root[None, :]).to(dtype)
-    new.proj.weight.data = (root[:, None] * vh[:rank]).T.contiguous().to(dtype)
+    left, right = _factors(layer.weight, rank)
+    new.embed.weight.data, new.proj.weight.data = left, right.T.contiguous()
     return new.to(layer.weight.device).train(layer.training)
 
 

@@ -169,9 +169,13 @@ def project_block_circulant(weight: torch.Tensor, block: int) -> torch.Tensor:
 def circulant_linear(layer: nn.Linear, block: int) -> CirculantLinear:
     """The block-circulant layer closest (in least squares) to ``layer``."""
     new = CirculantLinear(layer.in_features, layer.out_features, block, layer.bias is not None)
-    new = new.to(layer.weight)  # its device and dtype
+    return _filled(new.to(layer.weight), layer, project_block_circulant(layer.weight, block))
+
+
+def _filled(new: nn.Module, layer: nn.Linear, weight: torch.Tensor) -> nn.Module:
+    """``new`` (already on ``layer``'s device and dtype) with ``weight`` and ``layer``'s bias."""
     with torch.no_grad():
-        new.weight.copy_(project_block_circulant(layer.weight, block))
+        new.weight.copy_(weight)
         if layer.bias is not None:
             new.bias.copy_(layer.bias)
     return new.train(layer.training)
@@ -313,11 +317,7 @@ def hashed_linear(layer: nn.Linear, size: int, seed: int = 0) -> HashedLinear:
     index = new.index.reshape(-1)
     sums = signed.new_zeros(size).index_add_(0, index, signed)
     counts = signed.new_zeros(size).index_add_(0, index, torch.ones_like(signed))
-    with torch.no_grad():
-        new.weight.copy_(sums / counts.clamp_min(1.0))
-        if layer.bias is not None:
-            new.bias.copy_(layer.bias)
-    return new.train(layer.training)
+    return _filled(new, layer, sums / counts.clamp_min(1.0))
 
 
 def apply_hashed(model: nn.Module, targets: Mapping[str, HashedConfig],
