@@ -191,9 +191,31 @@ def test_no_cycle_between_layers():
     assert _cycles(graph) == []
 
 
-@pytest.mark.parametrize("layer", ["methods", "space", "export"])
+@pytest.mark.parametrize("layer", ["methods", "space", "export", "hardware"])
 def test_compression_layers_know_nothing_of_search_tracking_or_training(layer):
     assert _violations((f"{ROOT}.{layer}",), _in("search", "tracking", "training")) == []
+
+
+def _third_party(modules: tuple[str, ...], names: tuple[str, ...]) -> list[str]:
+    """``module:line imports name`` for each import of a top-level package in ``names``."""
+    found = []
+    for module, path in _modules().items():
+        if not any(module == m or module.startswith(f"{m}.") for m in modules):
+            continue
+        for node in _import_nodes(ast.parse(path.read_text())):
+            imported = [a.name for a in node.names] if isinstance(node, ast.Import) else [
+                node.module or ""]
+            relative = isinstance(node, ast.ImportFrom) and node.level > 0
+            found += [f"{module}:{node.lineno} imports {n}" for n in imported
+                      if not relative and n.split(".")[0] in names]
+    return found
+
+
+HEAVY = ("pytorch_lightning", "lightning", "ray", "mlflow", "optuna", "deepspeed")
+
+
+def test_methods_space_and_export_import_no_ray_mlflow_or_lightning():
+    assert _third_party((f"{ROOT}.methods", f"{ROOT}.space", f"{ROOT}.export"), HEAVY) == []
 
 
 @pytest.mark.parametrize("layer", ["training", "hardware"])
@@ -210,14 +232,5 @@ def test_the_recipe_imports_only_config_modules():
 
 
 def test_every_config_module_is_free_of_lightning_ray_and_mlflow():
-    heavy = ("pytorch_lightning", "lightning", "ray", "mlflow", "optuna", "deepspeed")
-    found = []
-    for module, path in _modules().items():
-        if module.rpartition(".")[2] != "config":
-            continue
-        for node in _import_nodes(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [
-                node.module or ""]
-            found += [f"{module}:{node.lineno} imports {n}" for n in names
-                      if n.split(".")[0] in heavy]
-    assert found == []
+    configs = tuple(m for m in _modules() if m.rpartition(".")[2] == "config")
+    assert len(configs) >= 7 and _third_party(configs, HEAVY) == []
