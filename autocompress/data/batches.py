@@ -28,6 +28,7 @@ __all__ = [
     "call_model",
     "concat",
     "outputs_of",
+    "shaped_like",
     "split_batch",
     "take",
 ]
@@ -91,6 +92,13 @@ def outputs_of(output: Any) -> torch.Tensor:
         return output[0]
     raise ConfigError(f"model output of type {type(output).__name__} holds no prediction "
                       "tensor (expected a tensor, .logits, ['logits'] or a tuple)")
+
+
+def shaped_like(targets: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+    """Targets shaped as the outputs when they hold as many values (``(B,)`` vs ``(B, 1)``)."""
+    if targets.shape != outputs.shape and targets.numel() == outputs.numel():
+        return targets.reshape(outputs.shape)
+    return targets
 
 
 def take(inputs: Any, n: int) -> Any:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from autocompress.data.batches import call_model, outputs_of, split_batch
+from autocompress.data.batches import call_model, outputs_of, shaped_like, split_batch
 from autocompress.metrics.config import BUILTIN, MetricConfig
 
 __all__ = ["MetricState", "evaluate_metric", "metric_state"]
@@ -30,7 +30,7 @@ class MetricState:
         """Add one batch of predictions and targets."""
         name, outputs = self.config.name, outputs.detach()
         if name in ("mse", "mae"):
-            diff = outputs.float() - _like(targets, outputs).float()
+            diff = outputs.float() - shaped_like(targets, outputs).float()
             self.total += float((diff.square() if name == "mse" else diff.abs()).sum())
             self.count += diff.numel()
         elif name == "macro_f1":
@@ -58,13 +58,6 @@ class MetricState:
         index = targets * len(self.confusion) + predicted
         self.confusion += torch.bincount(index, minlength=self.confusion.numel()).view_as(
             self.confusion)
-
-
-def _like(targets: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
-    """Targets shaped as the outputs when they hold as many values (``(B,)`` vs ``(B, 1)``)."""
-    if targets.shape != outputs.shape and targets.numel() == outputs.numel():
-        return targets.reshape(outputs.shape)
-    return targets
 
 
 def _macro_f1(confusion: torch.Tensor | None) -> float:

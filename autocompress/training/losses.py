@@ -17,6 +17,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from autocompress.data.batches import shaped_like
 from autocompress.errors import ConfigError
 from autocompress.methods import DistillConfig, distillation_loss
 from autocompress.training.config import LOSSES, check_loss
@@ -32,7 +33,7 @@ def resolve_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tens
         return F.cross_entropy
     if name in ("mse", "l1"):
         base = F.mse_loss if name == "mse" else F.l1_loss
-        return lambda out, y: base(out, _like(y, out))
+        return lambda out, y: base(out, shaped_like(y, out).to(out.dtype))
     module_name, _, attr = name.partition(":")
     try:
         fn = getattr(importlib.import_module(module_name), attr, None)
@@ -41,13 +42,6 @@ def resolve_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tens
     if not callable(fn):
         raise ConfigError(f"training.loss: module {module_name!r} has no callable {attr!r}")
     return fn
-
-
-def _like(targets: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
-    """Float targets shaped as the outputs when they hold as many values (``(B,)`` vs ``(B,1)``)."""
-    if targets.shape != outputs.shape and targets.numel() == outputs.numel():
-        targets = targets.reshape(outputs.shape)
-    return targets.to(outputs.dtype)
 
 
 def task_loss(outputs: torch.Tensor, teacher_outputs: torch.Tensor | None,
