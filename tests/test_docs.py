@@ -156,3 +156,44 @@ def test_byo_recipe_resolves_its_own_model_data_and_metric(monkeypatch):
     layers = compressible_layers(tinybert.make_model(), tinybert.make_data(8, 8, 8)["val"][:2][
         "input_ids"])
     assert bind(SearchSpace.from_yaml(recipe.resolve(recipe.space)), layers)
+
+
+def _shell_blocks(text: str) -> list[str]:
+    """The commands of the ```bash blocks, continuation lines joined, comments dropped."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("  #", 1)[0].strip()
+            if line:
+                commands.append(line)
+    return commands
+
+
+def test_readme_test_command_is_the_one_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    tests = [c for c in _shell_blocks(readme) if "pytest" in c]
+    assert len(tests) == 1 and tests[0] in ci.splitlines()
+
+
+def test_documented_cli_commands_parse(capsys):
+    """Every `autocompress ...` line of the README and docs parses with the real CLI parser."""
+    import shlex
+
+    from autocompress.cli.parser import build_parser
+
+    parser = build_parser()
+    pages = [ROOT / "README.md", *DOCS.rglob("*.md")]
+    checked = 0
+    for page in pages:
+        for command in _shell_blocks(page.read_text()):
+            for part in command.split("&&"):
+                words = shlex.split(part)
+                if words and words[0].endswith("autocompress") and len(words) > 1:
+                    try:
+                        parser.parse_args(words[1:])
+                    except SystemExit:
+                        pytest.fail(f"{page.relative_to(ROOT)}: {part.strip()!r} does not parse:"
+                                    f" {capsys.readouterr().err}")
+                    checked += 1
+    assert checked >= 6
