@@ -98,6 +98,6 @@ SUITES: dict[str, Suite] = {
         "minilm", ROOT / "recipes/bench_minilm.yaml", ROOT / "recipes/bench_quick.yaml",
         grid((0.25, 0.5, 0.75), (8, 4)), grid((0.5,), (8, 4)),
         prune_glob="*.intermediate.dense", dynamic_int8=True, tolerance=0.01,
-        speedup_goal=4.0, ratio_goal=10.0, calibration=64),
+        speedup_goal=4.0, ratio_goal=10.0, calibration=32),
 }
 SEARCHERS = ("random", "tpe", "nsga2")
