@@ -131,3 +131,22 @@ def test_cuda_events_time_on_the_gpu(model_and_input):
 def test_unknown_target_lists_the_valid_ones():
     with pytest.raises(ConfigError, match="hardware.target: invalid value 'tpu'.*'cpu-torch'"):
         get_profiler("tpu")
+
+
+def test_cpu_torch_times_a_model_of_several_inputs():
+    """A dict-batch model is timed on a tuple of positional inputs (input_ids, attention_mask)."""
+    from autocompress.hardware.config import Protocol
+    from autocompress.hardware.profilers import TorchCPUProfiler
+
+    class TwoInputs(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 2)
+
+        def forward(self, x, mask):
+            return self.fc(x * mask)
+
+    example = (torch.randn(3, 4), torch.ones(3, 4))
+    profiler = TorchCPUProfiler(protocol=Protocol(warmup=1, min_runs=3, max_runs=5))
+    measured = profiler.measure(TwoInputs(), example)
+    assert measured.latency_ms > 0

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from autocompress.data.batches import batch_size_of, take
 from autocompress.errors import invalid
 from autocompress.export import to_bytes
 from autocompress.hardware.analytic import count_params, trace_costs, weight_bytes
@@ -101,7 +102,7 @@ class BaseProfiler(abc.ABC):
 
     def _key(self, artifact: bytes, example: torch.Tensor) -> str:
         digest = hashlib.sha256(artifact)
-        digest.update(repr((tuple(example.shape), self.threads, self.protocol)).encode())
+        digest.update(repr((_shapes(example), self.threads, self.protocol)).encode())
         return digest.hexdigest()
 
     activation_bits: int = 32  # the runtime's activation precision (bit operations)
@@ -120,7 +121,7 @@ class BaseProfiler(abc.ABC):
             (timing, ref_timing), quiet = self._timed(model, example, reference)
         else:
             timing, quiet = self._timed(model, example)
-        per_sample = trace_costs(model, example[:1], self.activation_bits)
+        per_sample = trace_costs(model, take(example, 1), self.activation_bits)
         batch = trace_costs(model, example, self.activation_bits)
         weights = weight_bytes(model)
         return Measurement(
@@ -129,7 +130,7 @@ class BaseProfiler(abc.ABC):
             weight_bytes=weights, size_bytes=size, target=self.name, node=current_node(),
             latency_ms=timing.get("latency_ms"), latency_p90_ms=timing.get("latency_p90_ms"),
             latency_spread=timing.get("latency_spread"), runs=int(timing.get("runs", 0)),
-            batch_size=int(example.shape[0]), threads=self.threads, runtime=self.runtime,
+            batch_size=batch_size_of(example), threads=self.threads, runtime=self.runtime,
             noisy=bool(timing and timing["latency_spread"] > self.protocol.noisy_spread),
             quiet=quiet, reference_latency_ms=ref_timing.get("latency_ms"),
             reference_latency_p90_ms=ref_timing.get("latency_p90_ms"),
@@ -176,3 +177,14 @@ class BaseProfiler(abc.ABC):
 
 
 __all__ = ["BaseProfiler", "Protocol"]
+
+
+def _shapes(example: Any) -> Any:
+    """The shapes of a timing example: a tensor, or a tuple / dict of them (several inputs)."""
+    if isinstance(example, torch.Tensor):
+        return tuple(example.shape)
+    if isinstance(example, dict):
+        return tuple((key, _shapes(value)) for key, value in sorted(example.items()))
+    if isinstance(example, (tuple, list)):
+        return tuple(_shapes(value) for value in example)
+    return repr(example)

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from autocompress.data.batches import take
 from autocompress.export import size_breakdown, to_bytes
 from autocompress.hardware.analytic import hooked_forward, module_macs, weight_bits
 from autocompress.hardware.base import BaseProfiler
@@ -113,7 +114,7 @@ def layer_breakdown(model: nn.Module, example: torch.Tensor, profiler: BaseProfi
     totals = profiler.measure(model, example, base, extra)
     leaves = {n: m for n, m in model.named_modules() if n and not list(m.children())}
     times, method, runs = profiler.layer_times(model, example, set(leaves))
-    macs = _layer_macs(model, example[:1], leaves)
+    macs = _layer_macs(model, take(example, 1), leaves)
     sizes = _layer_bytes(to_bytes(model, base, extra), leaves)
     rows = [_row(name, m, times, sizes.get(name, 0), macs.get(name, 0))
             for name, m in leaves.items()]

@@ -105,12 +105,6 @@ class HardwareConfig:
                 names.append(budget.target)
         return tuple(names)
 
-    def profiler(self, name: str | None = None):
-        """Deprecated: use :func:`autocompress.hardware.targets.build_profiler`."""
-        from autocompress.hardware.targets import build_profiler
-
-        return build_profiler(self, name)
-
 
 # the budget names and the target registry, for config code (recipe.py) to import from here
 __all__ = ["PROFILERS", "RELATIVE", "TARGETED", "TARGETS", "Budget", "HardwareConfig", "Protocol",

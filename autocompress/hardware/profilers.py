@@ -58,8 +58,9 @@ class TorchCPUProfiler(BaseProfiler):
     def runner(self, model: nn.Module, example: torch.Tensor
                ) -> Iterator[Callable[[], float | None]]:  # noqa: D102
         deployed = deployable(model, dense_circulant=False)
+        args = example if isinstance(example, tuple) else (example,)  # several positional inputs
         with torch_threads(self.threads), torch.inference_mode():
-            yield lambda: _discard(deployed(example))
+            yield lambda: _discard(deployed(*args))
 
     def layer_times(self, model: nn.Module, example: torch.Tensor,
                     leaves: set[str]) -> LayerTimes:  # noqa: D102
