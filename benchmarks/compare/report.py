@@ -7,6 +7,7 @@ import os
 import platform
 from pathlib import Path
 
+from autocompress.hardware.lut.table import cpu_model
 from benchmarks.compare.scores import Row, speedup
 
 COLORS = {"baseline": "black", "uniform": "tab:orange", "random": "tab:gray", "tpe": "tab:blue",
@@ -14,14 +15,6 @@ COLORS = {"baseline": "black", "uniform": "tab:orange", "random": "tab:gray", "t
           "torch-dynamic-int8": "tab:brown"}
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def versions() -> str:
