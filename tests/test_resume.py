@@ -1,5 +1,6 @@
 """Interrupt a search's driver (Ctrl-C) and resume it: no duplicate and no lost MLflow run."""
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -36,11 +37,53 @@ def write(recipe, tmp):
     (tmp / "recipe.yaml").write_text(yaml.safe_dump(raw))
 
 
-def search(tmp, *extra):
+def search(tmp, *extra, session: bool = False):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen([sys.executable, "-m", "autocompress.cli", "search", "recipe.yaml",
                              "--quiet", *extra], cwd=tmp, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=session)
+
+
+def run_states(db) -> list[tuple[str, str]]:
+    """(trial id, MLflow run status) of every trial run in the store."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+        return c.execute(
+            "select t.value, r.status from runs r join tags t on t.run_uuid = r.run_uuid "
+            "where t.key = 'autocompress.trial_id'").fetchall()
+
+
+@pytest.mark.xfail(
+    reason="known bug (issue 12 item 5, open): after SIGKILL the resumed search ran 6 trials "
+           "for 4 planned and left one child run RUNNING; SIGINT resume (above) holds",
+    strict=False)
+def test_a_search_whose_driver_is_killed_resumes_without_duplicates_or_running_runs(tmp_path):
+    """SIGKILL: no handler runs, MLflow keeps RUNNING runs and Tune its last saved state."""
+    recipe = small_recipe(tmp_path, trials=TRIALS, epochs=1, concurrency=2, scheduler="none")
+    write(recipe, tmp_path)
+    db = tmp_path / "mlruns.db"
+    first = search(tmp_path, session=True)
+    deadline = time.time() + 300
+    while closed_trials(db) < 2 and first.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    assert first.poll() is None, first.communicate()[1][-2000:]
+    os.kill(first.pid, signal.SIGKILL)  # the driver only, mid-search
+    first.communicate(timeout=60)
+    time.sleep(3)
+    with contextlib.suppress(ProcessLookupError):  # Ray's processes the driver left behind
+        os.killpg(first.pid, signal.SIGKILL)
+    before = run_states(db)
+    assert 2 <= len([s for _, s in before if s == "FINISHED"]) < TRIALS
+
+    second = search(tmp_path, "--resume")
+    _, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err[-3000:]
+    after = run_states(db)
+    ids = [trial for trial, _ in after]
+    assert len(ids) == len(set(ids)) == TRIALS, after  # no duplicate, none lost
+    assert {status for _, status in after} <= {"FINISHED", "FAILED"}  # none stuck RUNNING
+    resumed = load_search(f"sqlite:///{db}", "test")
+    assert resumed.metrics["trials"] == TRIALS
+    assert {trial for trial, s in before if s == "FINISHED"} <= set(ids)
 
 
 def test_an_interrupted_search_resumes_to_exactly_the_planned_trials(tmp_path):
