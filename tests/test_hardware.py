@@ -20,8 +20,8 @@ from autocompress.hardware import (
 )
 from autocompress.hardware.analytic import count_macs, count_params, weight_bytes
 from autocompress.hardware.budget import METRICS
-from autocompress.hardware.timing import summarize
 from autocompress.hardware.profilers import Protocol, TorchCPUProfiler
+from autocompress.hardware.timing import summarize
 from autocompress.methods import CompressedLinear, CompressionPlan, apply_plan, compressible_layers
 from autocompress.testing import build_tiny, example_input
 

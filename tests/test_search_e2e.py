@@ -51,9 +51,31 @@ def searched(tmp_path_factory):
     )
     (tmp / "space.yaml").write_text(yaml.safe_dump(SPACE))
     (tmp / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    result = cli("search", "recipe.yaml", "--quiet", cwd=tmp)
+    result = cli("search", "recipe.yaml", cwd=tmp)  # not a terminal: plain progress lines
     assert result.returncode == 0, result.stderr[-3000:]
+    (tmp / "search.out").write_text(result.stdout)
     return tmp, load_search(f"sqlite:///{tmp / 'mlruns.db'}", "e2e")
+
+
+def test_progress_lines_and_the_optuna_study_kept_in_the_search_storage(searched):
+    import optuna
+
+    tmp, search = searched
+    out = (tmp / "search.out").read_text().splitlines()
+    assert any("baseline training: epoch 6/6 val_accuracy" in line for line in out)
+    assert any("baseline measured: accuracy" in line for line in out)
+    assert any("search started: 4 trials" in line for line in out)
+    trial_lines = [line for line in out if line.startswith("trial t")]
+    assert sorted(line.split()[1] for line in trial_lines) == ["t001", "t002", "t003", "t004"]
+    statuses = [line for line in out if " done · " in line]
+    assert statuses[-1].startswith("4/4 done · 0 running")
+    assert not any("Configuration for experiment" in line for line in out)  # Tune is silent
+    [study_file] = list((tmp / "autocompress_runs").glob("e2e-*/optuna.db"))
+    storage = f"sqlite:///{study_file}"
+    [name] = optuna.study.get_all_study_names(storage)
+    study = optuna.load_study(study_name=name, storage=storage)
+    assert len(study.trials) == len(search.trials) == 4
+    assert len(study.directions) == 3
 
 
 def test_every_trial_has_a_child_run_with_plan_metrics_and_status(searched):
