@@ -148,9 +148,7 @@ class LocalCluster:
         ip, ports = _node_ip(), _free_ports(3 + 6 * len(self.specs))
         self.address = f"{ip}:{ports.pop()}"
         env = {**os.environ, **self.env, MARKER: str(self.base_dir),
-               "RAY_AUTH_MODE": self.auth_mode,
-               # several nodes on one host: undo a local search's loopback-only switch
-               "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}
+               "RAY_AUTH_MODE": self.auth_mode}
         self._run([self.head], ports, env)
         self._run(self.workers, ports, env)  # together: they only need the head's GCS
 

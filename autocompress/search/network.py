@@ -9,10 +9,12 @@ psutil in tests/test_network.py). A local search needs nothing more.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import socket
 import sys
+from collections.abc import Iterator
 from urllib.parse import urlparse
 
 __all__ = ["host_of", "is_loopback", "loopback_only", "warn_public"]
@@ -24,16 +26,28 @@ _AUTH_ENV = {  # what turns authentication on, per service (Ray: RAY_AUTH_MODE=t
 }
 
 
-def loopback_only() -> None:
-    """Make the local Ray that is started next listen on 127.0.0.1 only.
+@contextlib.contextmanager
+def loopback_only() -> Iterator[None]:
+    """Start the local Ray inside this block to make it listen on 127.0.0.1 only.
 
-    Call before ``ray.init()`` without an address. Sets the switch for child processes and,
-    when Ray is imported already (its constants are read at import), its module constant.
+    Wrap ``ray.init()`` without an address. The switch is set for the processes Ray starts
+    within the block (its servers, which keep it) and restored afterwards, so processes
+    started later (another ``ray start``, a subprocess of the user's) do not inherit it. Ray's
+    module constant, read at import, stays off while this driver is connected: it must agree
+    with the node address the servers registered.
     """
+    before = os.environ.get(CLUSTER_SWITCH)
     os.environ[CLUSTER_SWITCH] = "0"
     constants = sys.modules.get("ray._private.ray_constants")
     if constants is not None:
         constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(CLUSTER_SWITCH, None)
+        else:
+            os.environ[CLUSTER_SWITCH] = before
 
 
 def host_of(uri: str) -> str | None:

@@ -215,8 +215,8 @@ def _init_ray(address: str | None) -> None:
         warn_public(address, "Ray")
         ray.init(address=address, log_to_driver=False)
     else:
-        loopback_only()
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        with loopback_only():
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
 
 
 def _finish(ctx: SearchContext, tracker: SearchTracker, baseline, wall_s: float,
