@@ -170,10 +170,13 @@ def _candidate_trial(config, ctx, storage):
     student = apply_plan(teacher, plan, splits.val.tensors[0][:1], ctx.output_layers,
                          trial_mod._calibration(teacher, splits, t.calibration_samples))
     before = {k: v.clone() for k, v in student.state_dict().items()}
-    base = {"feasible": 1.0, "constraints": [-1.0]}
+    from autocompress.search.results import TrialResult, TrialStatus
+
+    start = TrialResult(TrialStatus.RUNNING, violations={"violation/size_kb": -1.0}, final=False)
+    base = start.to_report()
     started = time.perf_counter()
     if config["workers"] == 1:
-        trial_mod._fine_tune(student, teacher, splits, plan, ctx, base, tune_report)
+        trial_mod._fine_tune(student, teacher, splits, plan, ctx, start, tune_report)
     else:
         fine_tune_distributed(
             student, teacher, splits, t, DistributedConfig(workers=config["workers"]),

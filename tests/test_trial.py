@@ -67,7 +67,7 @@ def test_feasible_candidate_reports_each_epoch_then_its_artifact(prepared, tmp_p
     reports, report = collect(tmp_path)
     trial_mod.run_trial(HEAVY, ctx, report)
     statuses = [m["status"] for m, _ in reports]
-    assert statuses == ["running", "running", "completed"]
+    assert statuses == ["training", "training", "completed"]
     assert [m["final"] for m, _ in reports] == [0.0, 0.0, 1.0]
     final, artifact = reports[-1]
     assert final["feasible"] == 1.0 and final["constraints"][0] <= 0

@@ -31,9 +31,13 @@ _OWN_KEYS = frozenset({"final", "feasible", "epochs_trained", "constraints", *_T
 
 
 class TrialStatus(str, Enum):
-    """How a trial ended (``running`` while it still reports epochs)."""
+    """How a trial ended (``training`` while it still reports epochs).
 
-    RUNNING = "running"
+    The epoch reports' ``training`` is what the DDP workers write too
+    (:func:`autocompress.training.distributed.epoch_result`), so both paths agree.
+    """
+
+    RUNNING = "training"
     COMPLETED = "completed"
     PRUNED = "pruned"
     INFEASIBLE = "infeasible"
@@ -47,11 +51,11 @@ class TrialStatus(str, Enum):
 
     @classmethod
     def parse(cls, value: Any) -> TrialStatus:
-        """The status named ``value`` (``training``, an older name, reads as running)."""
+        """The status named ``value`` (``running`` and an empty one read as training)."""
         if isinstance(value, cls):
             return value
         text = str(value or "")
-        if text in ("training", ""):
+        if text in ("running", ""):
             return cls.RUNNING
         try:
             return cls(text)
