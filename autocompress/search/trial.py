@@ -314,9 +314,6 @@ def fine_tune_with_reports(student, teacher, splits, ctx: SearchContext, start: 
     """Fine-tune on one process, reporting each epoch; NaN/inf loss or metric: :class:`Diverged`."""
     import pytorch_lightning as pl
 
-    if isinstance(start, dict):  # a DDP worker gets the trial's start as its flat report
-        start = TrialResult.from_report(start)
-
     from autocompress.training import fine_tune
 
     recipe, key = ctx.recipe, ctx.recipe.metric.key
