@@ -19,7 +19,6 @@ zoo name) is refused, as by ``load_compressed`` without ``trust_code``.
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -101,7 +100,8 @@ def log_pyfunc(uri: str, run_id: str, artifact: str, example: Any = None) -> Non
     """Save the artifact as a pyfunc MLflow Model and log it under ``model/`` of the run.
 
     The model is saved locally and logged with the client (no fluent run, no global tracking
-    URI): ``model/MLmodel``, ``model/artifacts/model.acz`` and the entry code. With
+    URI): ``model/MLmodel``, ``model/artifacts/model.acz`` and the entry code (``model/model.acz``,
+    which ``pick`` reads, is the tracker's own upload of the artifact). With
     ``example`` (numpy, or a dict of arrays) the signature and input example are recorded.
     """
     import mlflow
@@ -120,7 +120,6 @@ def log_pyfunc(uri: str, run_id: str, artifact: str, example: Any = None) -> Non
                 pip_requirements=_requirements(),
                 model_config={"input_shape": list(example.shape[1:])}
                 if isinstance(example, np.ndarray) else None)
-        shutil.copyfile(artifact, path / Path(artifact).name)  # model/model.acz: pick reads it
         client(uri, create=True).log_artifacts(run_id, str(path), MODEL_DIR)
 
 
