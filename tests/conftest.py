@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -15,15 +17,20 @@ def _seed():
 
 
 @pytest.fixture(autouse=True)
-def _tracking_env(monkeypatch):
+def _tracking_env():
     """Each test starts and ends without the tracking-URI variables.
 
     ``mlflow.set_tracking_uri()`` also sets ``$MLFLOW_TRACKING_URI``; left behind, it outranks
     a later test's recipe ``tracking.uri`` (autocompress.locations), so that test's search
-    would record into another test's store.
+    (module-scoped fixtures included, which start before function fixtures) would record into
+    another test's store. Removed after each test, not only before it.
     """
-    for name in ("AUTOCOMPRESS_TRACKING_URI", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(name, raising=False)
+    names = ("AUTOCOMPRESS_TRACKING_URI", "MLFLOW_TRACKING_URI")
+    saved = {name: os.environ.pop(name) for name in names if name in os.environ}
+    yield
+    for name in names:
+        os.environ.pop(name, None)
+    os.environ.update(saved)
 
 
 @pytest.fixture
