@@ -84,3 +84,44 @@ def test_samplers_by_name_are_seeded(name):
 def test_unknown_sampler_lists_valid_names():
     with pytest.raises(ConfigError, match="search.sampler.*'cmaes'.*'tpe', 'nsga2', 'random'"):
         make_sampler("cmaes", 0, 8)
+
+
+def durable_searcher(tmp_path, planned):
+    import optuna
+
+    s = ConstrainedOptunaSearch(
+        space=space, metric=OBJ, mode=MODES, sampler=make_sampler("random", 0, 8),
+        planned=planned, storage=optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/o.db"),
+        study_name="s")
+    s.set_search_properties(None, None, {})
+    return s
+
+
+def test_a_durable_study_counts_the_planned_trials_and_lost_ones_are_replaced(tmp_path):
+    """After a SIGKILL Tune's saved counter may be off; the study is what counts."""
+    from ray.tune.search import Searcher
+
+    from autocompress.search.searcher import TUNE_ID, counted, mark_lost
+
+    s = durable_searcher(tmp_path, planned=3)
+    for tid in ("a", "b", "c"):
+        assert s.suggest(tid) is not None
+    assert s.suggest("d") == Searcher.FINISHED
+    assert s.suggest("a") is not None  # a trial already suggested is asked again freely
+    assert {t.user_attrs[TUNE_ID] for t in s.study.trials} == {"a", "b", "c"}
+    s.on_trial_complete("a", result(0.9, 1.0, 50.0, [-1.0]))
+    # "c" was started by a killed driver and never saved by Tune: lost, and replaced
+    assert mark_lost(s.study, known={"a", "b"}) == 1
+    assert counted(s.study) == 2
+    assert [t.state for t in s.study.trials] == [TrialState.COMPLETE, TrialState.RUNNING,
+                                                  TrialState.FAIL]
+    assert s.suggest("e") is not None
+    assert s.suggest("f") == Searcher.FINISHED
+
+
+def test_a_restored_trial_the_searcher_state_predates_is_found_by_its_tune_id(tmp_path):
+    s = durable_searcher(tmp_path, planned=2)
+    s.suggest("a")
+    s._ot_trials.clear()  # as if the saved searcher state were older than Tune's trials
+    s.on_trial_complete("a", result(0.9, 1.0, 50.0, [-1.0]))
+    assert s.study.trials[0].state == TrialState.COMPLETE

@@ -11,7 +11,7 @@ from ray.tune import Callback
 
 from autocompress.search.failures import error_file_text
 from autocompress.search.outcomes import infeasible_warning
-from autocompress.search.results import TrialResult, TrialStatus
+from autocompress.search.results import LOST, TrialResult, TrialStatus
 from autocompress.tracking import SearchTracker
 from autocompress.tracking.config import ARTIFACT_NAME
 from autocompress.tracking.tracker import RETRIES, WARNING
@@ -109,18 +109,40 @@ def tune_trials(results: Any) -> list[Any]:
     return list(results._experiment_analysis.trials)
 
 
-def interrupted(trials: Iterable[Any], planned: int) -> bool:
-    """True when the search stopped before every planned trial finished (e.g. Ctrl-C)."""
+def interrupted(trials: Iterable[Any], planned: int, counted: int | None = None) -> bool:
+    """True when the search stopped before every planned trial finished (e.g. Ctrl-C).
+
+    Args:
+        trials: Tune's trials.
+        planned: ``search.trials``.
+        counted: Trials the durable study counts toward the plan (None: count Tune's); it
+            also holds trials a killed driver finished but Tune's saved state missed.
+    """
     trials = list(trials)
-    return len(trials) < planned or any(t.status not in ("TERMINATED", "ERROR") for t in trials)
+    done = len(trials) if counted is None else counted
+    return done < planned or any(t.status not in ("TERMINATED", "ERROR") for t in trials)
+
+
+def close_lost(tracker: SearchTracker, known: set[str]) -> int:
+    """Close as failed (reason ``LOST``) the open runs of trials Tune does not know; how many.
+
+    A driver killed right after starting a trial leaves its run open, but Tune's saved state
+    may not hold the trial, so a resumed search can never continue or close it.
+    """
+    lost = sorted(tracker.open_trials() - known)
+    for trial_id in lost:
+        finish(tracker, trial_id, TrialResult(TrialStatus.FAILED, reason=LOST))
+    return len(lost)
 
 
 def reconcile(tracker: SearchTracker, trials: Iterable[Any]) -> int:
-    """Close runs of trials Tune finished while no callback recorded it (driver killed).
+    """Close the runs no callback closed because the driver was killed (SIGKILL, OOM).
 
-    Returns how many runs were closed here.
+    Trials Tune finished while no callback recorded it are closed from their outcome; runs of
+    trials Tune never knew, as lost (``close_lost``). Returns how many runs were closed here.
     """
     open_runs = tracker.open_trials()
+    trials = list(trials)
     closed = 0
     for trial in trials:
         if trial.trial_id not in open_runs or trial.status not in ("TERMINATED", "ERROR"):
@@ -128,7 +150,7 @@ def reconcile(tracker: SearchTracker, trials: Iterable[Any]) -> int:
         finish(tracker, trial.trial_id,
                error_result(trial) if trial.status == "ERROR" else outcome(trial))
         closed += 1
-    return closed
+    return closed + close_lost(tracker, {t.trial_id for t in trials})
 
 
 def _artifact(trial: Any) -> str | None:

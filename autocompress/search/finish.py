@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autocompress.search.outcomes import NoTrialCompleted, reasons_summary
+from autocompress.search.results import is_lost
 from autocompress.search.trial import SearchContext
 from autocompress.tracking import (
     SearchTracker,
@@ -81,8 +82,10 @@ def finish_search(ctx: SearchContext, tracker: SearchTracker, baseline: dict[str
     infeasible_s = sum(t.metrics.get("time_profile_s", 0.0) for t in record.trials
                        if t.status == "infeasible")
     predicted = [t for t in record.trials if "latency_prediction_error" in t.metrics]
+    lost = sum(is_lost(t.reason) for t in record.trials)  # not counted: replaced on resume
     tracker.finish_search(sorted(front_ids), others, {
-        "hypervolume": hv, "pareto_size": len(front), "trials": len(record.trials),
+        "hypervolume": hv, "pareto_size": len(front), "trials": len(record.trials) - lost,
+        "trials_lost": lost,
         "wall_s": wall_s, "setup_s": setup_s, "tune_s": tune_s,
         "infeasible_time_s": infeasible_s, "baseline_feasible": float(not broken),
         "rejected_by_prediction": float(sum("predicted_only" in t.metrics
@@ -93,7 +96,7 @@ def finish_search(ctx: SearchContext, tracker: SearchTracker, baseline: dict[str
     rows = _front_rows(front, tested, key, mode)
     warning = _warning(tracker)
     _describe(tracker, record, rows, front_ids, baseline, broken, statuses, hv, ctx, warning)
-    return SearchSummary(recipe.experiment, tracker.parent_id, baseline, len(record.trials),
+    return SearchSummary(recipe.experiment, tracker.parent_id, baseline, len(record.trials) - lost,
                          statuses, rows, hv, wall_s, infeasible_s, setup_s, tune_s, key, mode,
                          broken, (warning,) if warning else ())
 

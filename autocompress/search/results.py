@@ -30,6 +30,15 @@ _TEXT_KEYS = ("status", "reason", "traceback")
 _OWN_KEYS = frozenset({"final", "feasible", "epochs_trained", "constraints", *_TEXT_KEYS})
 
 
+LOST = ("lost: the search's driver was killed before Ray Tune saved this trial in its "
+        "state, so the resumed search could not continue it (another trial took its place)")
+
+
+def is_lost(reason: str) -> bool:
+    """Whether a failed trial's reason says it was lost (see ``LOST``)."""
+    return reason.startswith("lost:")
+
+
 class TrialStatus(str, Enum):
     """How a trial ended (``training`` while it still reports epochs).
 

@@ -162,16 +162,26 @@ def _costs(metrics: dict[str, float], key: str) -> str:
 
 
 def _run_tuner(recipe, ctx, tracker, verbose, restore: str | None, progress=None) -> None:
-    from autocompress.search.callbacks import interrupted, reconcile, tune_trials
-    from autocompress.search.tuner import build_tuner, experiment_path, restore_tuner
+    from autocompress.search.callbacks import close_lost, interrupted, reconcile, tune_trials
+    from autocompress.search.tuner import (
+        build_tuner,
+        experiment_path,
+        restore_tuner,
+        settle_study,
+    )
 
+    path = restore or experiment_path(recipe, tracker)
     if restore:
         tuner = restore_tuner(restore, ctx)
+        known = {t.trial_id for t in tune_trials(tuner.get_results())}  # Tune's saved state
+        close_lost(tracker, known)  # started by the killed driver, never saved: not resumable
+        settle_study(path, known)
     else:
-        tracker.tag_search({TUNE_PATH: experiment_path(recipe, tracker)})
+        tracker.tag_search({TUNE_PATH: path})
         tuner = build_tuner(recipe, ctx, tracker, verbose=verbose, progress=progress)
     trials = tune_trials(tuner.fit())
-    if interrupted(trials, recipe.search.trials):
+    _, counted = settle_study(path, {t.trial_id for t in trials})
+    if interrupted(trials, recipe.search.trials, counted):
         tracker.interrupt_search()
         print(f"autocompress: search interrupted; its state is saved. Continue it with: "
               f"autocompress search RECIPE --resume (experiment {recipe.experiment!r})",

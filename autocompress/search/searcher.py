@@ -4,6 +4,10 @@ Ray's ``OptunaSearch`` tells Optuna only the objective values. This subclass als
 (1) sets each budget's violation on the Optuna trial (``Trial.set_constraint``) so constrained
 samplers keep infeasible candidates out of the front, and (2) tells trials that the scheduler
 stopped before their final result as PRUNED instead of COMPLETE with truncated metrics.
+With a durable study (an RDB storage) it also owns the trial count: it stops suggesting once
+the study holds ``planned`` trials that were not lost, and tags each Optuna trial with its Tune
+trial id, so a search resumed after its driver was killed runs exactly the planned trials
+whatever Tune's own saved counter says (see ``mark_lost``).
 It uses ``OptunaSearch._ot_trials`` / ``_ot_study`` (private): Ray's minor version is pinned.
 """
 
@@ -13,6 +17,7 @@ from collections.abc import Mapping
 
 import optuna
 from optuna.trial import TrialState
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from autocompress.errors import invalid
@@ -33,15 +38,51 @@ def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampl
     raise invalid("search.sampler", name, SAMPLERS)
 
 
+TUNE_ID, LOST = "tune_trial_id", "lost"  # Optuna trial user attributes
+
+
+def counted(study: optuna.Study) -> int:
+    """Trials the study holds that count toward the plan (all but the lost ones)."""
+    return sum(not t.user_attrs.get(LOST) for t in study.get_trials(deepcopy=False))
+
+
+def mark_lost(study: optuna.Study, known: set[str]) -> int:
+    """Fail the RUNNING trials no Tune trial in ``known`` continues; how many.
+
+    They were started by a driver killed before Tune saved them: a resumed search cannot
+    continue them, so they stop counting toward the plan and another trial takes their place.
+    """
+    lost = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.user_attrs.get(TUNE_ID) not in known]
+    for trial in lost:
+        optuna.trial.Trial(study, trial._trial_id).set_user_attr(LOST, True)
+        study.tell(trial.number, state=TrialState.FAIL)
+    return len(lost)
+
+
 class ConstrainedOptunaSearch(OptunaSearch):
     """OptunaSearch that reports budget constraints and scheduler-stopped trials faithfully."""
 
-    def __init__(self, *args, constraint_names: tuple[str, ...] = (), **kwargs):
+    def __init__(self, *args, constraint_names: tuple[str, ...] = (),
+                 planned: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.constraint_names = constraint_names
+        self.planned = planned
+        self.durable = kwargs.get("storage") is not None
+
+    def suggest(self, trial_id: str) -> dict | None:  # noqa: D102
+        new = trial_id not in self._ot_trials
+        if new and self.durable and self.planned and counted(self._ot_study) >= self.planned:
+            return Searcher.FINISHED
+        config = super().suggest(trial_id)
+        if new and trial_id in self._ot_trials:
+            self._ot_trials[trial_id].set_user_attr(TUNE_ID, trial_id)
+        return config
 
     def on_trial_complete(self, trial_id: str, result: Mapping | None = None,
                           error: bool = False) -> None:  # noqa: D102
+        if trial_id not in self._ot_trials:
+            self._adopt(trial_id)
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         ot_trial = self._ot_trials[trial_id]
@@ -54,6 +95,14 @@ class ConstrainedOptunaSearch(OptunaSearch):
         for name, value in zip(self.constraint_names, result.get("constraints", ()), strict=False):
             ot_trial.set_constraint(name, float(value))
         super().on_trial_complete(trial_id, result, error)
+
+    def _adopt(self, trial_id: str) -> None:
+        """Find a restored trial the saved searcher state predates, by its Tune id."""
+        if not self.durable:
+            return
+        for frozen in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if frozen.user_attrs.get(TUNE_ID) == trial_id:
+                self._ot_trials[trial_id] = optuna.trial.Trial(self._ot_study, frozen._trial_id)
 
     def _tell(self, trial_id, ot_trial, values, state) -> None:
         self._ot_study.tell(ot_trial, values, state=state)

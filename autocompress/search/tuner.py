@@ -18,7 +18,12 @@ from autocompress.recipe import Recipe
 from autocompress.search.callbacks import TrackingCallback
 from autocompress.search.progress import SearchProgress
 from autocompress.search.progress_callback import ProgressCallback
-from autocompress.search.searcher import ConstrainedOptunaSearch, make_sampler
+from autocompress.search.searcher import (
+    ConstrainedOptunaSearch,
+    counted,
+    make_sampler,
+    mark_lost,
+)
 from autocompress.search.trial import SearchContext, run_trial
 from autocompress.tracking import SearchTracker, objectives
 
@@ -40,6 +45,7 @@ def make_searcher(recipe: Recipe, ctx: SearchContext,
         mode=list(goals.values()),
         sampler=make_sampler(recipe.search.sampler, recipe.search.seed, recipe.search.trials),
         constraint_names=tuple(str(b) for b in ctx.budgets),
+        planned=recipe.search.trials,
         storage=storage,
         study_name=name,
     )
@@ -60,6 +66,29 @@ def study_storage(study_dir: str | None) -> tuple[Any, str | None]:
     folder = Path(study_dir)
     folder.mkdir(parents=True, exist_ok=True)
     return optuna.storages.RDBStorage(f"sqlite:///{folder / STUDY_FILE}"), folder.name
+
+
+def load_study(study_dir: str | None) -> Any:
+    """The search's durable Optuna study, or None (none, or an in-memory one)."""
+    if not study_dir or "://" in study_dir or not (Path(study_dir) / STUDY_FILE).exists():
+        return None
+    import optuna
+
+    storage, name = study_storage(study_dir)
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def settle_study(study_dir: str | None, known: set[str]) -> tuple[int, int | None]:
+    """Fail the study's lost trials (RUNNING, no Tune trial in ``known``); count the rest.
+
+    Returns:
+        (trials marked lost now, trials that count toward the plan; None without a study).
+    """
+    study = load_study(study_dir)
+    if study is None:
+        return 0, None
+    lost = mark_lost(study, known)
+    return lost, counted(study)
 
 
 def make_scheduler(recipe: Recipe):
@@ -93,10 +122,14 @@ def concurrency(recipe: Recipe) -> int:
 def make_tune_config(recipe: Recipe, ctx: SearchContext,
                      study_dir: str | None = None) -> tune.TuneConfig:
     """TuneConfig without metric/mode (see module docstring)."""
+    searcher = make_searcher(recipe, ctx, study_dir)
+    # a durable study counts the trials (see searcher.py); Tune's own counter, which a killed
+    # driver may have saved out of step with its trials, is then only a backstop
+    samples = recipe.search.trials * (2 if searcher.durable else 1)
     return tune.TuneConfig(
-        search_alg=make_searcher(recipe, ctx, study_dir),
+        search_alg=searcher,
         scheduler=make_scheduler(recipe),
-        num_samples=recipe.search.trials,
+        num_samples=samples,
         max_concurrent_trials=concurrency(recipe),
         reuse_actors=True,
         trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
