@@ -156,12 +156,11 @@ def searched(bench: Bench, sampler: str) -> list[Candidate]:
 
 
 def _plan_text(params: dict[str, str]) -> str:
-    """The trial's plan, compactly (``layer:method=value``), from its MLflow params."""
-    parts = []
-    for name, value in sorted(params.items()):
-        if name.startswith("layers/"):
-            parts.append(f"{name[len('layers/'):]}={value}")
-    return "; ".join(parts)
+    """The trial's plan in words, every layer (``conv1: prune 50% · 4-bit; ...``)."""
+    from autocompress.viz.plans import plan_from_params, plan_text
+
+    plan = plan_from_params(params)
+    return "?" if plan is None else plan_text(plan, limit=100)
 
 
 def torch_pruning(bench: Bench, ratio: float = 0.5) -> Candidate:

@@ -83,13 +83,13 @@ def table(rows: list[Row], base: Row) -> list[str]:
             f"| {r.method} | {r.label} | {100 * r.error:.2f}% | {ort} | "
             f"{_fmt(speedup(r, base), '.2f')}x | {_fmt(r.torch_ms, '.4f')} | {_fmt(tsp, '.2f')}x | "
             f"{r.size:,} | {base.size / r.size:.1f}x | {_fmt(r.val_quality, '.4f')} | "
-            f"{r.plan[:90]} |")
+            f"{r.plan if len(r.plan) <= 160 else r.plan[:159] + '…'} |")
     return lines
 
 
 def headline(rows: list[Row], base: Row, hv: dict) -> list[str]:
     """Per method: its fastest member at the best test error it reaches, and its hypervolume."""
-    lines = ["| method | members | best test error | fastest ORT speed-up | largest ratio | "
+    lines = ["| method | points | best test error | fastest ORT speed-up | largest ratio | "
              "HV (ref = baseline) | HV (ref = baseline + tolerance) | HV axis |",
              "|---|---|---|---|---|---|---|---|"]
     for method in dict.fromkeys(r.method for r in rows):
@@ -125,9 +125,9 @@ def markdown(ctx: dict) -> str:
         f"- timing: one interleaved session after all searches, {ctx['timing']['entries']} "
         f"(candidate, form) pairs x {ctx['timing']['rounds']} rounds x "
         f"{ctx['timing']['runs']} runs, round-robin, median of round medians; "
-        f"ORT {ctx['threads']} thread(s), batch {ctx['batch']}; ORT latency = the faster of "
-        f"the float and int8 QDQ graphs (int8 calibrated on train), its test error is that "
-        f"graph's ({ctx['timing']['timing_s']:.0f} s)",
+        f"ORT {ctx['threads']} thread(s), batch {ctx['batch']}; each candidate's float and "
+        f"int8 QDQ graphs (int8 calibrated on train) are separate points `[float]` / `[int8]`, "
+        f"each with its own latency and test error ({ctx['timing']['timing_s']:.0f} s)",
         f"- baseline: test error {100 * b.error:.2f}%, ORT {b.ort_ms:.4f} ms, cpu-torch "
         f"{_fmt(b.torch_ms, '.4f')} ms, {b.size:,} bytes (float artifact)",
         "- MLflow: experiment `" + ctx["experiment"] + "` (and one per search) in "

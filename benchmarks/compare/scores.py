@@ -23,7 +23,7 @@ class Row:
 
     method: str
     label: str
-    error: float  # test, of the ORT form reported (else torch)
+    error: float  # test, of this ORT form (torch's when there is none)
     ort_ms: float | None
     ort_form: str
     torch_ms: float | None
@@ -38,17 +38,25 @@ class Row:
 
 
 def rows_of(candidates) -> list[Row]:
-    """A :class:`Row` per measured candidate (one that could not be measured is left out)."""
+    """A :class:`Row` per measured deployed form: one per ORT graph (float, int8), else torch.
+
+    A candidate with two ORT forms gives two points, each with its own latency and test error
+    (the label says which); one that could not be measured is left out.
+    """
     out = []
     for c in candidates:
         f = c.figures
-        if "test_quality" not in f:
-            continue
         torch_q = f.get("torch_test_quality")
-        out.append(Row(c.method, c.label, 1.0 - f["test_quality"], f.get("ort_ms"),
-                       f.get("ort_form", "-").removeprefix("ort-"), f.get("torch_ms"),
-                       None if torch_q is None else 1.0 - torch_q, c.size_bytes,
-                       c.val_quality, c.plan, str(c.path)))
+        torch_e = None if torch_q is None else 1.0 - torch_q
+        forms = f.get("ort") or {}
+        common = dict(torch_ms=f.get("torch_ms"), torch_error=torch_e, size=c.size_bytes,
+                      val_quality=c.val_quality, plan=c.plan, path=str(c.path))
+        for form, figures in forms.items():
+            label = f"{c.label} [{form}]" if len(forms) > 1 else c.label
+            out.append(Row(c.method, label, 1.0 - figures["test_quality"], figures["ms"],
+                           form, **common))
+        if not forms and torch_e is not None:
+            out.append(Row(c.method, c.label, torch_e, None, "-", **common))
     return out
 
 
