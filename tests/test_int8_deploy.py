@@ -126,3 +126,36 @@ def test_minilm_int8_graph_has_finite_scales_and_tracks_float(tmp_path, monkeypa
     print(f"int8 vs float: mean cosine {cosine.mean():.3f}, "
           f"argmax agreement {(f.argmax(1) == q.argmax(1)).mean():.3f}")
     assert cosine.mean() >= 0.65
+
+
+def _digits_recipe(int8):
+    raw = yaml.safe_load((Path(__file__).parents[1] / "recipes" / "quickstart.yaml").read_text())
+    raw["hardware"] = {"target": "cpu-onnxruntime", "int8": int8}
+    raw["budgets"] = []
+    raw["base_dir"] = str(Path(__file__).parents[1] / "recipes")
+    return Recipe.from_dict(raw)
+
+
+def test_the_quality_reported_with_an_int8_latency_is_the_int8_graphs():
+    """A trial timed in int8 must not pair that latency with the PyTorch model's quality."""
+    from autocompress.hardware.onnxruntime import graph_module
+    from autocompress.zoo import build_model
+
+    recipe = _digits_recipe(True)
+    splits = trial.load_splits(recipe)
+    torch.manual_seed(0)
+    model = build_model(recipe.model.name, **recipe.model.kwargs).eval()
+    x = splits.example_inputs(16, "val")
+    calibration = splits.sample(recipe.training.calibration_samples, "train")[0]
+    float_graph = graph_module(model, x[:1], int8=False)
+    with torch.no_grad():
+        assert torch.allclose(float_graph(x), model(x), atol=1e-4)  # the wrapper is faithful
+    int8_graph = graph_module(model, x[:1], int8=True, calibration=calibration)
+    expected = trial.quality(int8_graph, splits, recipe)
+    assert trial.deployed_quality(model, splits, recipe, {}) == expected
+    auto = _digits_recipe("auto")
+    assert trial.times_int8(auto, {"int8_chosen": 1.0})
+    assert trial.deployed_quality(model, splits, auto, {"int8_chosen": 1.0}) == expected
+    torch_quality = trial.quality(model, splits, recipe)
+    assert trial.deployed_quality(model, splits, auto, {"int8_chosen": 0.0}) == torch_quality
+    assert not trial.times_int8(_digits_recipe(False), {"int8_chosen": 1.0})

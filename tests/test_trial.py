@@ -249,3 +249,20 @@ def test_a_built_candidate_logs_the_predictors_error(predicting, tmp_path):
     assert final["latency_predicted_ms"] > 0
     error = final["latency_predicted_ms"] / final["latency_ms"] - 1
     assert final["latency_prediction_error"] == pytest.approx(error)
+
+
+def test_a_candidate_timed_in_int8_reports_the_int8_graphs_quality(prepared, tmp_path):
+    tmp, (ctx, _, _) = prepared
+    recipe = ctx.recipe.replace(hardware={"target": "cpu-onnxruntime", "int8": True,
+                                          "warmup": 1, "repeats": 5, "max_seconds": 0.2,
+                                          "paired": False})
+    int8_ctx = dataclasses.replace(ctx, recipe=recipe, baseline=None)
+    reports, report = collect(tmp_path)
+    trial_mod.run_trial(HEAVY, int8_ctx, report)
+    final, artifact = reports[-1]
+    assert final["status"] == "completed", final.get("reason")
+    assert "accuracy_pytorch" in final  # the PyTorch model's own score, kept for comparison
+    splits = trial_mod.load_splits(recipe)
+    model = load_compressed(artifact)
+    assert final["accuracy_pytorch"] == trial_mod.quality(model, splits, recipe)
+    assert final["accuracy"] == trial_mod.deployed_quality(model, splits, recipe, final)

@@ -50,7 +50,8 @@ class HardwareConfig:
     # the baseline's: latency_ms = (candidate / baseline, same time window) x baseline latency
     paired: bool = True
     # cpu-onnxruntime: time the int8 QDQ graph (True), the float one (False), or both paired and
-    # report the faster ("auto"; the form chosen is the metric int8_chosen)
+    # report the faster ("auto"; the form chosen is the metric int8_chosen); a trial timed in
+    # int8 reports the int8 graph's quality (the PyTorch model's as <metric>_pytorch)
     int8: Any = choice(False, (False, True, "auto"))  # bool or "auto"
     # the baseline's recorded latency: the median of this many timing rounds (anchored
     # latency_ms of every candidate scales with it, so one noisy reading must not set it)

@@ -64,6 +64,34 @@ def measure_onnx_latency(path: str | os.PathLike, example: torch.Tensor, *, thre
     return repeat_until_stable(lambda: s.run(None, feed), protocol)
 
 
+class OnnxRuntimeModule(nn.Module):
+    """An ONNX Runtime session behind the ``nn.Module`` call: what a deployed graph computes.
+
+    Lets any metric that evaluates modules score the exported graph itself (e.g. the int8 QDQ
+    form, whose static activation ranges can cost accuracy the PyTorch model does not show).
+    """
+
+    def __init__(self, ort_session: Any):
+        super().__init__()
+        self.session = ort_session
+        self.names = [i.name for i in ort_session.get_inputs()]
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        feed = {n: x.detach().cpu().numpy() for n, x in zip(self.names, inputs, strict=True)}
+        return torch.from_numpy(self.session.run(None, feed)[0])
+
+
+def graph_module(model: nn.Module, example: torch.Tensor, *, int8: bool,
+                 calibration: torch.Tensor | None = None, threads: int = 1) -> OnnxRuntimeModule:
+    """``model`` exported (float, or int8 QDQ calibrated on ``calibration``) as a module."""
+    from autocompress.export.onnx import export_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        export_onnx(model, example, path, int8=int8, calibration=calibration)
+        return OnnxRuntimeModule(session(path, threads))
+
+
 def _discard(_: Any) -> None:
     """Drop a run's outputs (host-timed runners return None)."""
 class OnnxRuntimeCPUProfiler(BaseProfiler):

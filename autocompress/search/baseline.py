@@ -12,7 +12,7 @@ from torch import nn
 
 from autocompress.hardware.targets import clear_profiler_caches
 from autocompress.recipe import Recipe
-from autocompress.search.trial import load_splits, measure, quality
+from autocompress.search.trial import deployed_quality, load_splits, measure, quality
 from autocompress.zoo import build_model
 
 # Bumped when the zoo's splits change: a baseline cached before digits and MNIST gained their
@@ -66,7 +66,7 @@ def baseline_metrics(model: nn.Module, recipe: Recipe) -> dict[str, float]:
         suffix = key[len("latency_ms"):]
         metrics.update({f"latency_ratio{suffix}": 1.0, f"speedup{suffix}": 1.0})
     return {**metrics, "baseline_rounds": float(len(rounds)),
-            recipe.metric.key: quality(model, splits, recipe)}
+            recipe.metric.key: deployed_quality(model, splits, recipe, metrics)}
 
 
 def robust_latency(rounds: list[dict[str, float]]) -> dict[str, float]:

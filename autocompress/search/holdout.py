@@ -16,7 +16,7 @@ from pathlib import Path
 from torch import nn
 
 from autocompress.recipe import Recipe
-from autocompress.search.trial import SearchContext, build_teacher, load_splits, quality
+from autocompress.search.trial import SearchContext, build_teacher, deployed_quality, load_splits
 from autocompress.tracking import SearchTracker
 from autocompress.tracking.config import ARTIFACT_NAME
 
@@ -36,11 +36,14 @@ def evaluate_holdout(ctx: SearchContext, tracker: SearchTracker,
         return {}
     key = f"test_{recipe.metric.key}"
     teacher = build_teacher(recipe, ctx.teacher_state)
-    values = {"baseline": quality(teacher, splits, recipe, "test")}
+    # each in the form its latency was timed in (the int8 graph where int8 was timed)
+    values = {"baseline": deployed_quality(teacher, splits, recipe, ctx.baseline or {}, "test")}
     tracker.log_metrics(tracker.parent_id, {f"baseline_{key}": values["baseline"]})
     base = _base_architecture(recipe, ctx, teacher)
     for run_id in front:
-        values[run_id] = quality(_member(tracker.uri, run_id, base), splits, recipe, "test")
+        measured = tracker.client.get_run(run_id).data.metrics
+        values[run_id] = deployed_quality(_member(tracker.uri, run_id, base), splits, recipe,
+                                          measured, "test")
         tracker.log_metrics(run_id, {key: values[run_id]})
     return values
 
