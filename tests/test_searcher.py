@@ -117,6 +117,10 @@ def test_a_durable_study_counts_the_planned_trials_and_lost_ones_are_replaced(tm
                                                   TrialState.FAIL]
     assert s.suggest("e") is not None
     assert s.suggest("f") == Searcher.FINISHED
+    # "a" finished and told Optuna, but its MLflow run was closed as lost: it stops counting
+    assert mark_lost(s.study, known={"b", "e"}, lost=["a"]) == 1
+    assert counted(s.study) == 2 and mark_lost(s.study, known={"b", "e"}, lost=["a"]) == 0
+    assert s.suggest("g") is not None
 
 
 def test_a_restored_trial_the_searcher_state_predates_is_found_by_its_tune_id(tmp_path):
@@ -125,3 +129,13 @@ def test_a_restored_trial_the_searcher_state_predates_is_found_by_its_tune_id(tm
     s._ot_trials.clear()  # as if the saved searcher state were older than Tune's trials
     s.on_trial_complete("a", result(0.9, 1.0, 50.0, [-1.0]))
     assert s.study.trials[0].state == TrialState.COMPLETE
+
+
+def test_a_trial_told_before_the_driver_died_is_not_told_twice(tmp_path):
+    """Tune's saved state can predate a trial's end: a resumed search then runs it again."""
+    s = durable_searcher(tmp_path, planned=2)
+    s.suggest("a")
+    s.on_trial_complete("a", result(0.9, 1.0, 50.0, [-1.0]))
+    s._completed_trials.clear()  # the searcher state as saved before "a" ended
+    s.on_trial_complete("a", result(0.8, 1.0, 50.0, [-1.0]))  # no "cannot tell twice" error
+    assert s.study.trials[0].values[0] == 0.9

@@ -123,8 +123,8 @@ def interrupted(trials: Iterable[Any], planned: int, counted: int | None = None)
     return done < planned or any(t.status not in ("TERMINATED", "ERROR") for t in trials)
 
 
-def close_lost(tracker: SearchTracker, known: set[str]) -> int:
-    """Close as failed (reason ``LOST``) the open runs of trials Tune does not know; how many.
+def close_lost(tracker: SearchTracker, known: set[str]) -> list[str]:
+    """Close as failed (reason ``LOST``) the open runs of trials Tune does not know; their ids.
 
     A driver killed right after starting a trial leaves its run open, but Tune's saved state
     may not hold the trial, so a resumed search can never continue or close it.
@@ -132,7 +132,7 @@ def close_lost(tracker: SearchTracker, known: set[str]) -> int:
     lost = sorted(tracker.open_trials() - known)
     for trial_id in lost:
         finish(tracker, trial_id, TrialResult(TrialStatus.FAILED, reason=LOST))
-    return len(lost)
+    return lost
 
 
 def reconcile(tracker: SearchTracker, trials: Iterable[Any]) -> int:
@@ -150,7 +150,7 @@ def reconcile(tracker: SearchTracker, trials: Iterable[Any]) -> int:
         finish(tracker, trial.trial_id,
                error_result(trial) if trial.status == "ERROR" else outcome(trial))
         closed += 1
-    return closed + close_lost(tracker, {t.trial_id for t in trials})
+    return closed + len(close_lost(tracker, {t.trial_id for t in trials}))
 
 
 def _artifact(trial: Any) -> str | None:

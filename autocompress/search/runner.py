@@ -174,8 +174,8 @@ def _run_tuner(recipe, ctx, tracker, verbose, restore: str | None, progress=None
     if restore:
         tuner = restore_tuner(restore, ctx)
         known = {t.trial_id for t in tune_trials(tuner.get_results())}  # Tune's saved state
-        close_lost(tracker, known)  # started by the killed driver, never saved: not resumable
-        settle_study(path, known)
+        lost = close_lost(tracker, known)  # started by the killed driver, never saved by Tune
+        settle_study(path, known, lost)
     else:
         tracker.tag_search({TUNE_PATH: path})
         tuner = build_tuner(recipe, ctx, tracker, verbose=verbose, progress=progress)

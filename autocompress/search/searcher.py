@@ -13,7 +13,7 @@ It uses ``OptunaSearch._ot_trials`` / ``_ot_study`` (private): Ray's minor versi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import optuna
 from optuna.trial import TrialState
@@ -38,26 +38,34 @@ def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampl
     raise invalid("search.sampler", name, SAMPLERS)
 
 
-TUNE_ID, LOST = "tune_trial_id", "lost"  # Optuna trial user attributes
+TUNE_ID = "tune_trial_id"  # Optuna trial user attribute: the Tune trial it belongs to
+LOST = "lost_trials"  # Optuna study user attribute: Tune ids of the trials lost to a kill
 
 
 def counted(study: optuna.Study) -> int:
     """Trials the study holds that count toward the plan (all but the lost ones)."""
-    return sum(not t.user_attrs.get(LOST) for t in study.get_trials(deepcopy=False))
+    lost = set(study.user_attrs.get(LOST, ()))
+    return sum(t.user_attrs.get(TUNE_ID) not in lost for t in study.get_trials(deepcopy=False))
 
 
-def mark_lost(study: optuna.Study, known: set[str]) -> int:
-    """Fail the RUNNING trials no Tune trial in ``known`` continues; how many.
+def mark_lost(study: optuna.Study, known: set[str], lost: Iterable[str] = ()) -> int:
+    """Record as lost the trials no Tune trial in ``known`` continues; how many are new.
 
     They were started by a driver killed before Tune saved them: a resumed search cannot
     continue them, so they stop counting toward the plan and another trial takes their place.
+    Those still RUNNING in the study are failed; ``lost`` adds trials whose MLflow run was
+    closed as lost (one the searcher had already been told of counts no more than the others).
     """
-    lost = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if t.user_attrs.get(TUNE_ID) not in known]
-    for trial in lost:
-        optuna.trial.Trial(study, trial._trial_id).set_user_attr(LOST, True)
+    running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+               if t.user_attrs.get(TUNE_ID) not in known]
+    for trial in running:
         study.tell(trial.number, state=TrialState.FAIL)
-    return len(lost)
+    before = set(study.user_attrs.get(LOST, ()))
+    after = before | {t.user_attrs.get(TUNE_ID) for t in running} | set(lost)
+    after.discard(None)
+    if after != before:
+        study.set_user_attr(LOST, sorted(after))
+    return len(after - before)
 
 
 class ConstrainedOptunaSearch(OptunaSearch):
@@ -86,6 +94,9 @@ class ConstrainedOptunaSearch(OptunaSearch):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         ot_trial = self._ot_trials[trial_id]
+        if self._already_told(ot_trial):  # a finished trial a resumed search ran again
+            self._completed_trials.add(trial_id)
+            return
         if error or not result or TrialStatus.parse(result.get("status")).ended_badly:
             self._tell(trial_id, ot_trial, None, TrialState.FAIL)
             return
@@ -95,6 +106,12 @@ class ConstrainedOptunaSearch(OptunaSearch):
         for name, value in zip(self.constraint_names, result.get("constraints", ()), strict=False):
             ot_trial.set_constraint(name, float(value))
         super().on_trial_complete(trial_id, result, error)
+
+    def _already_told(self, ot_trial: optuna.trial.Trial) -> bool:
+        """Whether the durable study has this trial finished (told before the driver died)."""
+        if not self.durable:
+            return False
+        return self._ot_study.get_trials(deepcopy=False)[ot_trial.number].state.is_finished()
 
     def _adopt(self, trial_id: str) -> None:
         """Find a restored trial the saved searcher state predates, by its Tune id."""

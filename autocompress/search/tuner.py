@@ -7,6 +7,7 @@ call ``set_search_properties(metric, mode)`` and silently turns the study single
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -78,17 +79,19 @@ def load_study(study_dir: str | None) -> Any:
     return optuna.load_study(study_name=name, storage=storage)
 
 
-def settle_study(study_dir: str | None, known: set[str]) -> tuple[int, int | None]:
-    """Fail the study's lost trials (RUNNING, no Tune trial in ``known``); count the rest.
+def settle_study(study_dir: str | None, known: set[str],
+                 lost: Iterable[str] = ()) -> tuple[int, int | None]:
+    """Record the study's lost trials (see ``mark_lost``); count the ones that remain.
 
     Returns:
-        (trials marked lost now, trials that count toward the plan; None without a study).
+        (trials newly recorded as lost, trials that count toward the plan; None without a
+        study).
     """
     study = load_study(study_dir)
     if study is None:
         return 0, None
-    lost = mark_lost(study, known)
-    return lost, counted(study)
+    newly = mark_lost(study, known, lost)
+    return newly, counted(study)
 
 
 def make_scheduler(recipe: Recipe):
