@@ -39,12 +39,12 @@ def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampl
 
 
 TUNE_ID = "tune_trial_id"  # Optuna trial user attribute: the Tune trial it belongs to
-LOST = "lost_trials"  # Optuna study user attribute: Tune ids of the trials lost to a kill
+LOST_TRIALS = "lost_trials"  # Optuna study user attribute: Tune ids of the trials lost to a kill
 
 
 def counted(study: optuna.Study) -> int:
     """Trials the study holds that count toward the plan (all but the lost ones)."""
-    lost = set(study.user_attrs.get(LOST, ()))
+    lost = set(study.user_attrs.get(LOST_TRIALS, ()))
     return sum(t.user_attrs.get(TUNE_ID) not in lost for t in study.get_trials(deepcopy=False))
 
 
@@ -60,11 +60,11 @@ def mark_lost(study: optuna.Study, known: set[str], lost: Iterable[str] = ()) ->
                if t.user_attrs.get(TUNE_ID) not in known]
     for trial in running:
         study.tell(trial.number, state=TrialState.FAIL)
-    before = set(study.user_attrs.get(LOST, ()))
+    before = set(study.user_attrs.get(LOST_TRIALS, ()))
     after = before | {t.user_attrs.get(TUNE_ID) for t in running} | set(lost)
     after.discard(None)
     if after != before:
-        study.set_user_attr(LOST, sorted(after))
+        study.set_user_attr(LOST_TRIALS, sorted(after))
     return len(after - before)
 
 

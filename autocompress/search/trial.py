@@ -263,13 +263,13 @@ def _run_trial(config: dict[str, Any], ctx: SearchContext, report: Report) -> No
         path = Path(tmp) / ARTIFACT_NAME
         size = save_compressed(student, path, extra=extra)  # coded sizes depend on the values
         loaded = load_compressed(path, base=original)
+        int8 = times_int8(recipe, costs)
         with _work(recipe):  # the artifact's quality, as users get it (in the form timed)
             value = quality(loaded, splits, recipe)
-            deployed = (deployed_quality(loaded, splits, recipe, costs)
-                        if times_int8(recipe, costs) else value)
+            deployed = deployed_quality(loaded, splits, recipe, costs) if int8 else value
         final = {**costs, "size_bytes": float(size), "size_kb": size / 1024,
                  recipe.metric.key: deployed}
-        if times_int8(recipe, costs):  # what the PyTorch model itself scores, for comparison
+        if int8:  # what the PyTorch model itself scores, for comparison
             final[f"{recipe.metric.key}_pytorch"] = value
         constraints = violations(ctx.budgets, final)
         result = TrialResult(
