@@ -59,6 +59,19 @@ def run_states(db) -> list[tuple[str, str]]:
             "where t.key = 'autocompress.trial_id'").fetchall()
 
 
+def story(tmp, db) -> str:
+    """What MLflow and the study hold, to read when an assertion fails."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+        runs = c.execute(
+            "select t.value, r.status, coalesce((select substr(value, 1, 30) from tags "
+            "where run_uuid = r.run_uuid and key = 'autocompress.failure_reason'), '') "
+            "from runs r join tags t on t.run_uuid = r.run_uuid "
+            "where t.key = 'autocompress.trial_id' order by r.start_time").fetchall()
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{study_file(tmp)}")
+    trials = [(t.number, t.state.name, t.user_attrs.get("tune_trial_id")) for t in study.trials]
+    return f"runs {runs}; study {trials}; study attrs {study.user_attrs}"
+
+
 def test_a_search_whose_driver_is_killed_resumes_without_duplicates_or_running_runs(tmp_path):
     """SIGKILL: no handler runs, MLflow keeps RUNNING runs and Tune its last saved state."""
     recipe = small_recipe(tmp_path, trials=TRIALS, epochs=1, concurrency=2, scheduler="none")
@@ -85,17 +98,16 @@ def test_a_search_whose_driver_is_killed_resumes_without_duplicates_or_running_r
     assert len(ids) == len(set(ids)), after  # no duplicate run
     assert {status for _, status in after} <= {"FINISHED", "FAILED"}  # none stuck RUNNING
     resumed = load_search(f"sqlite:///{db}", "test")
-    assert resumed.metrics["trials"] == TRIALS
+    assert resumed.metrics["trials"] == TRIALS, story(tmp_path, db)
     assert {trial for trial, s in before if s == "FINISHED"} <= set(ids)  # none lost
     # a trial the killed driver had started but Tune never saved cannot be continued: its run
     # is closed as lost, and exactly the planned trials ran to the end besides
     lost = [t for t in resumed.trials if t.reason.startswith("lost:")]
     assert all(t.status == "failed" for t in lost)
     assert resumed.metrics["trials_lost"] == len(lost)
-    assert len(resumed.trials) - len(lost) == TRIALS, [(t.trial_id, t.status) for t in
-                                                        resumed.trials]
+    assert len(resumed.trials) - len(lost) == TRIALS, story(tmp_path, db)
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{study_file(tmp_path)}")
-    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,)), story(tmp_path, db)
 
 
 def test_an_interrupted_search_resumes_to_exactly_the_planned_trials(tmp_path):

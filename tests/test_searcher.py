@@ -97,6 +97,13 @@ def durable_searcher(tmp_path, planned):
     return s
 
 
+def resumed(s, tmp_path):
+    """The searcher as a resumed driver restores it from Tune's saved state."""
+    s.save(str(tmp_path / "searcher.pkl"))
+    s.restore(str(tmp_path / "searcher.pkl"))
+    return s
+
+
 def test_a_durable_study_counts_the_planned_trials_and_lost_ones_are_replaced(tmp_path):
     """After a SIGKILL Tune's saved counter may be off; the study is what counts."""
     from ray.tune.search import Searcher
@@ -111,16 +118,18 @@ def test_a_durable_study_counts_the_planned_trials_and_lost_ones_are_replaced(tm
     assert {t.user_attrs[TUNE_ID] for t in s.study.trials} == {"a", "b", "c"}
     s.on_trial_complete("a", result(0.9, 1.0, 50.0, [-1.0]))
     # "c" was started by a killed driver and never saved by Tune: lost, and replaced
-    assert mark_lost(s.study, known={"a", "b"}) == 1
+    assert mark_lost(s.study, keep={"a", "b"}) == 1
     assert counted(s.study) == 2
     assert [t.state for t in s.study.trials] == [TrialState.COMPLETE, TrialState.RUNNING,
                                                   TrialState.FAIL]
+    s = resumed(s, tmp_path)
     assert s.suggest("e") is not None
     assert s.suggest("f") == Searcher.FINISHED
     # "a" finished and told Optuna, but its MLflow run was closed as lost: it stops counting
-    assert mark_lost(s.study, known={"b", "e"}, lost=["a"]) == 1
-    assert counted(s.study) == 2 and mark_lost(s.study, known={"b", "e"}, lost=["a"]) == 0
-    assert s.suggest("g") is not None
+    assert mark_lost(s.study, keep={"a", "b", "e"}, lost=["a"]) == 1
+    assert counted(s.study) == 2
+    assert mark_lost(s.study, keep={"a", "b", "e"}, lost=["a"]) == 0
+    assert resumed(s, tmp_path).suggest("g") is not None
 
 
 def test_a_restored_trial_the_searcher_state_predates_is_found_by_its_tune_id(tmp_path):
@@ -139,3 +148,48 @@ def test_a_trial_told_before_the_driver_died_is_not_told_twice(tmp_path):
     s._completed_trials.clear()  # the searcher state as saved before "a" ended
     s.on_trial_complete("a", result(0.8, 1.0, 50.0, [-1.0]))  # no "cannot tell twice" error
     assert s.study.trials[0].values[0] == 0.9
+
+
+def test_a_durable_searcher_limits_concurrency_from_the_study(tmp_path):
+    """Ray's ConcurrencyLimiter is bypassed: its saved live set can hold lost trials."""
+    s = durable_searcher(tmp_path, planned=5)
+    assert s.set_max_concurrency(2) is True
+    assert s.suggest("a") is not None and s.suggest("b") is not None
+    assert s.suggest("c") is None  # two run
+    s.on_trial_complete("a", result(0.9, 1.0, 50.0, [-1.0]))
+    assert s.suggest("c") is not None
+    # the driver dies; Tune never saved "c", so it is lost: its slot is free after the resume
+    from autocompress.search.searcher import mark_lost
+
+    mark_lost(s.study, keep={"a", "b"})
+    s = resumed(s, tmp_path)
+    assert s.suggest("d") is not None and s.suggest("e") is None
+    assert searcher().set_max_concurrency(2) is False  # in memory: Ray's limiter does it
+
+
+def test_settling_keeps_what_tune_or_mlflow_holds_and_fails_what_nothing_will_tell(tmp_path):
+    from autocompress.search.searcher import LOST_TRIALS, counted, mark_lost
+
+    s = durable_searcher(tmp_path, planned=4)
+    for tid in ("done", "told", "ended", "gone"):
+        s.suggest(tid)
+    s.on_trial_complete("done", result(0.9, 1.0, 50.0, [-1.0]))
+    s.on_trial_complete("told", result(0.8, 1.0, 50.0, [-1.0]))
+    # "told" finished in the study but neither Tune nor MLflow holds it; "ended" is Tune's,
+    # ended, and was never told (nothing will tell it); "gone" runs for nobody
+    assert mark_lost(s.study, keep={"done", "ended"}, live=set()) == 2
+    assert set(s.study.user_attrs[LOST_TRIALS]) == {"told", "gone"}
+    states = {t.user_attrs["tune_trial_id"]: t.state for t in s.study.trials}
+    assert states == {"done": TrialState.COMPLETE, "told": TrialState.COMPLETE,
+                      "ended": TrialState.FAIL, "gone": TrialState.FAIL}
+    assert counted(s.study) == 2
+
+
+def test_an_untagged_trial_never_counts(tmp_path):
+    from autocompress.search.searcher import counted
+
+    s = durable_searcher(tmp_path, planned=2)
+    s.study.ask()  # a driver killed between asking and tagging
+    assert counted(s.study) == 0
+    assert s.suggest("a") is not None and s.suggest("b") is not None
+    assert counted(s.study) == 2

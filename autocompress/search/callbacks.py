@@ -11,7 +11,7 @@ from ray.tune import Callback
 
 from autocompress.search.failures import error_file_text
 from autocompress.search.outcomes import infeasible_warning
-from autocompress.search.results import LOST, TrialResult, TrialStatus
+from autocompress.search.results import LOST, TrialResult, TrialStatus, is_lost
 from autocompress.tracking import SearchTracker
 from autocompress.tracking.config import ARTIFACT_NAME
 from autocompress.tracking.tracker import RETRIES, WARNING
@@ -129,24 +129,35 @@ def close_lost(tracker: SearchTracker, known: set[str]) -> list[str]:
     A driver killed right after starting a trial leaves its run open, but Tune's saved state
     may not hold the trial, so a resumed search can never continue or close it.
     """
+    tracker.reload()
     lost = sorted(tracker.open_trials() - known)
     for trial_id in lost:
         finish(tracker, trial_id, TrialResult(TrialStatus.FAILED, reason=LOST))
     return lost
 
 
-def reconcile(tracker: SearchTracker, trials: Iterable[Any]) -> int:
-    """Close the runs no callback closed because the driver was killed (SIGKILL, OOM).
+def recorded(tracker: SearchTracker) -> set[str]:
+    """Trial ids whose MLflow runs count toward the plan (all but the lost ones)."""
+    return {trial for trial, reason in tracker.trial_reasons().items() if not is_lost(reason)}
 
-    Trials Tune finished while no callback recorded it are closed from their outcome; runs of
-    trials Tune never knew, as lost (``close_lost``). Returns how many runs were closed here.
+
+def reconcile(tracker: SearchTracker, trials: Iterable[Any], plan_params) -> int:
+    """Record the trials Tune finished while no callback did, because the driver was killed.
+
+    Their runs (opened when the trial is missing one, as for a trial whose start no callback
+    saw) are closed from their outcome; runs of trials Tune never knew, as lost
+    (``close_lost``). Returns how many runs were closed here.
     """
-    open_runs = tracker.open_trials()
+    tracker.reload()
+    open_runs, runs = tracker.open_trials(), set(tracker.trial_reasons())
     trials = list(trials)
     closed = 0
     for trial in trials:
-        if trial.trial_id not in open_runs or trial.status not in ("TERMINATED", "ERROR"):
+        if trial.status not in ("TERMINATED", "ERROR"):
             continue
+        if trial.trial_id in runs and trial.trial_id not in open_runs:
+            continue
+        tracker.start_trial(trial.trial_id, plan_params(trial.config))
         finish(tracker, trial.trial_id,
                error_result(trial) if trial.status == "ERROR" else outcome(trial))
         closed += 1

@@ -162,10 +162,11 @@ def _costs(metrics: dict[str, float], key: str) -> str:
 
 
 def _run_tuner(recipe, ctx, tracker, verbose, restore: str | None, progress=None) -> None:
-    from autocompress.search.callbacks import close_lost, interrupted, reconcile, tune_trials
+    from autocompress.search.callbacks import interrupted, reconcile, tune_trials
     from autocompress.search.tuner import (
         build_tuner,
         experiment_path,
+        plan_params,
         restore_tuner,
         settle_study,
     )
@@ -173,21 +174,19 @@ def _run_tuner(recipe, ctx, tracker, verbose, restore: str | None, progress=None
     path = restore or experiment_path(recipe, tracker)
     if restore:
         tuner = restore_tuner(restore, ctx)
-        known = {t.trial_id for t in tune_trials(tuner.get_results())}  # Tune's saved state
-        lost = close_lost(tracker, known)  # started by the killed driver, never saved by Tune
-        settle_study(path, known, lost)
+        settle_study(path, tracker, tune_trials(tuner.get_results()))  # Tune's saved state
     else:
         tracker.tag_search({TUNE_PATH: path})
         tuner = build_tuner(recipe, ctx, tracker, verbose=verbose, progress=progress)
     trials = tune_trials(tuner.fit())
-    _, counted = settle_study(path, {t.trial_id for t in trials})
+    counted = settle_study(path, tracker, trials)
     if interrupted(trials, recipe.search.trials, counted):
         tracker.interrupt_search()
         print(f"autocompress: search interrupted; its state is saved. Continue it with: "
               f"autocompress search RECIPE --resume (experiment {recipe.experiment!r})",
               file=sys.stderr)
         raise SearchInterrupted(recipe.experiment)
-    reconcile(tracker, trials)
+    reconcile(tracker, trials, plan_params)
 
 
 class SearchInterrupted(KeyboardInterrupt):

@@ -4,10 +4,13 @@ Ray's ``OptunaSearch`` tells Optuna only the objective values. This subclass als
 (1) sets each budget's violation on the Optuna trial (``Trial.set_constraint``) so constrained
 samplers keep infeasible candidates out of the front, and (2) tells trials that the scheduler
 stopped before their final result as PRUNED instead of COMPLETE with truncated metrics.
-With a durable study (an RDB storage) it also owns the trial count: it stops suggesting once
-the study holds ``planned`` trials that were not lost, and tags each Optuna trial with its Tune
-trial id, so a search resumed after its driver was killed runs exactly the planned trials
-whatever Tune's own saved counter says (see ``mark_lost``).
+With a durable study (an RDB storage) it also owns the trial count and the concurrency: it
+stops suggesting once the study holds ``planned`` trials that were not lost, and while
+``max_concurrent`` of them run; each Optuna trial is tagged with its Tune trial id before it is
+sampled. A search resumed after its driver was killed then runs exactly the planned trials,
+whatever Tune's own saved counter and Ray's ``ConcurrencyLimiter`` (whose saved set of live
+trials can hold lost trials, whose slots never free, and miss restored ones, whose completion
+it then drops) say (see ``mark_lost``).
 It uses ``OptunaSearch._ot_trials`` / ``_ot_study`` (private): Ray's minor version is pinned.
 """
 
@@ -44,25 +47,43 @@ LOST_TRIALS = "lost_trials"  # Optuna study user attribute: Tune ids of the tria
 
 def counted(study: optuna.Study) -> int:
     """Trials the study holds that count toward the plan (all but the lost ones)."""
+    return len(_kept(study))
+
+
+def running(study: optuna.Study) -> int:
+    """Trials that count toward the plan and still run."""
+    return sum(t.state == TrialState.RUNNING for t in _kept(study))
+
+
+def _kept(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     lost = set(study.user_attrs.get(LOST_TRIALS, ()))
-    return sum(t.user_attrs.get(TUNE_ID) not in lost for t in study.get_trials(deepcopy=False))
+    return [t for t in study.get_trials(deepcopy=False)
+            if t.user_attrs.get(TUNE_ID) is not None and t.user_attrs[TUNE_ID] not in lost]
 
 
-def mark_lost(study: optuna.Study, known: set[str], lost: Iterable[str] = ()) -> int:
-    """Record as lost the trials no Tune trial in ``known`` continues; how many are new.
+def mark_lost(study: optuna.Study, keep: set[str], live: set[str] | None = None,
+              lost: Iterable[str] = ()) -> int:
+    """Settle the study with what Tune and MLflow hold after a kill; how many trials newly lost.
 
-    They were started by a driver killed before Tune saved them: a resumed search cannot
-    continue them, so they stop counting toward the plan and another trial takes their place.
-    Those still RUNNING in the study are failed; ``lost`` adds trials whose MLflow run was
-    closed as lost (one the searcher had already been told of counts no more than the others).
+    A driver killed mid-search leaves trials in the study that no Tune trial continues and no
+    MLflow run records: they stop counting toward the plan (another trial takes their place).
+
+    Args:
+        study: The durable study.
+        keep: Tune ids that count: the trials Tune holds and those MLflow records (not lost).
+        live: Tune ids Tune will still run (None: those in ``keep``); trials still RUNNING in
+            the study that are not live are failed, as nothing will ever tell them.
+        lost: Tune ids whose MLflow run was closed as lost (counted no more even when the
+            searcher had been told of them).
     """
-    running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-               if t.user_attrs.get(TUNE_ID) not in known]
-    for trial in running:
-        study.tell(trial.number, state=TrialState.FAIL)
+    live = keep if live is None else live
+    trials = study.get_trials(deepcopy=False)
+    for trial in trials:
+        if trial.state == TrialState.RUNNING and trial.user_attrs.get(TUNE_ID) not in live:
+            study.tell(trial.number, state=TrialState.FAIL)
     before = set(study.user_attrs.get(LOST_TRIALS, ()))
-    after = before | {t.user_attrs.get(TUNE_ID) for t in running} | set(lost)
-    after.discard(None)
+    tune_ids = {t.user_attrs.get(TUNE_ID) for t in trials} - {None}
+    after = before | (tune_ids - set(keep)) | set(lost)
     if after != before:
         study.set_user_attr(LOST_TRIALS, sorted(after))
     return len(after - before)
@@ -77,18 +98,45 @@ class ConstrainedOptunaSearch(OptunaSearch):
         self.constraint_names = constraint_names
         self.planned = planned
         self.durable = kwargs.get("storage") is not None
+        self.max_live: int | None = None  # set by Tune through set_max_concurrency
+        self._tally: tuple[int, set[str]] | None = None  # (counted, live ids), from the study
+
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        """With a durable study, limit concurrency here (True), not in ConcurrencyLimiter."""
+        if not self.durable:
+            return False
+        self.max_live = max_concurrent
+        return True
+
+    def restore(self, checkpoint_path: str) -> None:  # noqa: D102
+        super().restore(checkpoint_path)
+        self._tally = None  # the saved tally predates the kill: read the (settled) study again
 
     def suggest(self, trial_id: str) -> dict | None:  # noqa: D102
-        new = trial_id not in self._ot_trials
-        if new and self.durable and self.planned and counted(self._ot_study) >= self.planned:
+        if trial_id in self._ot_trials or not self.durable:
+            return super().suggest(trial_id)
+        if getattr(self, "_tally", None) is None:  # once per driver: Tune asks very often
+            kept = _kept(self._ot_study)
+            self._tally = len(kept), {t.user_attrs[TUNE_ID] for t in kept
+                                      if t.state == TrialState.RUNNING}
+        count, live = self._tally
+        if self.planned and count >= self.planned:
             return Searcher.FINISHED
-        config = super().suggest(trial_id)
-        if new and trial_id in self._ot_trials:
+        if getattr(self, "max_live", None) and len(live) >= self.max_live:
+            return None  # Tune asks again once a trial ends
+        self._tally = count + 1, live | {trial_id}
+        if callable(self._space):  # define-by-run: tagged before sampling, as a kill may come
+            self._ot_trials[trial_id] = self._ot_study.ask()  # anywhere (untagged never counts)
             self._ot_trials[trial_id].set_user_attr(TUNE_ID, trial_id)
+            return super().suggest(trial_id)
+        config = super().suggest(trial_id)  # fixed distributions: asked in there
+        self._ot_trials[trial_id].set_user_attr(TUNE_ID, trial_id)
         return config
 
     def on_trial_complete(self, trial_id: str, result: Mapping | None = None,
                           error: bool = False) -> None:  # noqa: D102
+        if getattr(self, "_tally", None) is not None:
+            self._tally[1].discard(trial_id)
         if trial_id not in self._ot_trials:
             self._adopt(trial_id)
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:

@@ -16,7 +16,7 @@ from ray.tune import Checkpoint
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from autocompress.recipe import Recipe
-from autocompress.search.callbacks import TrackingCallback
+from autocompress.search.callbacks import TrackingCallback, close_lost, recorded
 from autocompress.search.progress import SearchProgress
 from autocompress.search.progress_callback import ProgressCallback
 from autocompress.search.searcher import (
@@ -79,19 +79,29 @@ def load_study(study_dir: str | None) -> Any:
     return optuna.load_study(study_name=name, storage=storage)
 
 
-def settle_study(study_dir: str | None, known: set[str],
-                 lost: Iterable[str] = ()) -> tuple[int, int | None]:
-    """Record the study's lost trials (see ``mark_lost``); count the ones that remain.
+ENDED = ("TERMINATED", "ERROR")  # Tune trial statuses that will not run again
+
+
+def settle_study(study_dir: str | None, tracker: SearchTracker,
+                 trials: Iterable[Any]) -> int | None:
+    """Close what a killed driver left behind; the trials that count toward the plan.
+
+    Open MLflow runs of trials Tune does not hold are closed as lost (``close_lost``), and the
+    durable study is settled with Tune's trials and MLflow's runs (``mark_lost``), so the
+    searcher, MLflow and the final count agree on which trials there are.
 
     Returns:
-        (trials newly recorded as lost, trials that count toward the plan; None without a
-        study).
+        Trials the study counts toward the plan (None without a durable study).
     """
+    trials = list(trials)
+    known = {t.trial_id for t in trials}
+    lost = close_lost(tracker, known)
     study = load_study(study_dir)
     if study is None:
-        return 0, None
-    newly = mark_lost(study, known, lost)
-    return newly, counted(study)
+        return None
+    live = {t.trial_id for t in trials if t.status not in ENDED}
+    mark_lost(study, known | recorded(tracker), live, lost)
+    return counted(study)
 
 
 def make_scheduler(recipe: Recipe):

@@ -105,6 +105,13 @@ class SearchTracker:
             max_results=50000)
         return {run.data.tags[TRIAL_ID] for run in runs if TRIAL_ID in run.data.tags}
 
+    def trial_reasons(self) -> dict[str, str]:
+        """Trial id -> recorded reason (empty when none) of every child run of this search."""
+        runs = self.client.search_runs(
+            [self.experiment_id], f"tags.`{PARENT}` = '{self.parent_id}'", max_results=50000)
+        return {run.data.tags[TRIAL_ID]: run.data.tags.get(REASON, "") for run in runs
+                if TRIAL_ID in run.data.tags}
+
     def set_tags(self, trial_id: str, tags: Mapping[str, Any]) -> None:
         """Set tags on a trial's run (e.g. the nodes it trained and was measured on)."""
         self._log(self._runs[trial_id], tags=tags)
