@@ -113,7 +113,7 @@ def test_a_durable_study_counts_the_planned_trials_and_lost_ones_are_replaced(tm
     s = durable_searcher(tmp_path, planned=3)
     for tid in ("a", "b", "c"):
         assert s.suggest(tid) is not None
-    assert s.suggest("d") == Searcher.FINISHED
+    assert s.suggest("d") is None  # planned, but not FINISHED while trials run: one may be lost
     assert s.suggest("a") is not None  # a trial already suggested is asked again freely
     assert {t.user_attrs[TUNE_ID] for t in s.study.trials} == {"a", "b", "c"}
     s.on_trial_complete("a", result(0.9, 1.0, 50.0, [-1.0]))
@@ -124,7 +124,10 @@ def test_a_durable_study_counts_the_planned_trials_and_lost_ones_are_replaced(tm
                                                   TrialState.FAIL]
     s = resumed(s, tmp_path)
     assert s.suggest("e") is not None
-    assert s.suggest("f") == Searcher.FINISHED
+    assert s.suggest("f") is None
+    s.on_trial_complete("b", result(0.8, 1.0, 50.0, [-1.0]))
+    s.on_trial_complete("e", result(0.7, 1.0, 50.0, [-1.0]))
+    assert s.suggest("f") == Searcher.FINISHED  # planned, and none runs
     # "a" finished and told Optuna, but its MLflow run was closed as lost: it stops counting
     assert mark_lost(s.study, keep={"a", "b", "e"}, lost=["a"]) == 1
     assert counted(s.study) == 2

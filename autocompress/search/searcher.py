@@ -121,7 +121,9 @@ class ConstrainedOptunaSearch(OptunaSearch):
                                       if t.state == TrialState.RUNNING}
         count, live = self._tally
         if self.planned and count >= self.planned:
-            return Searcher.FINISHED
+            # FINISHED only once none runs: Tune saves it, and a trial that runs now may yet be
+            # lost to a kill; a resumed search whose Tune state says finished adds no trial
+            return None if live else Searcher.FINISHED
         if getattr(self, "max_live", None) and len(live) >= self.max_live:
             return None  # Tune asks again once a trial ends
         self._tally = count + 1, live | {trial_id}
