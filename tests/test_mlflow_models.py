@@ -70,6 +70,7 @@ def test_register_with_alias_and_tags(logged):
     assert float(version.tags["measured.size_kb"]) == 3.0
     assert "layers/conv1/prune/ratio" in version.tags["autocompress.plan"]
     assert version.tags["owner"] == "tests"
+    assert version.tags["autocompress.measured_form"] == "the served model"
     mlflow.set_tracking_uri(uri)
     served = mlflow.pyfunc.load_model(first.uri)
     np.testing.assert_array_equal(served.predict(x.numpy()),
@@ -83,3 +84,12 @@ def test_register_refuses_a_failed_trial(logged):
     uri, _, _, trials = logged
     with pytest.raises(ConfigError, match="not a completed trial"):
         register(trials["b"].run_id, "digits-edge", uri=uri)
+
+
+def test_a_version_timed_in_int8_says_its_numbers_are_the_graphs_not_the_served_models():
+    from autocompress.tracking.registry import forms
+
+    said = forms("accuracy", {"accuracy": 0.81, "accuracy_pytorch": 0.84, "latency_ms": 1.0})
+    assert said["autocompress.measured_form"].startswith("int8 ONNX graph")
+    assert "measured.accuracy_pytorch" in said["autocompress.measured_form"]
+    assert said["autocompress.served_form"].startswith("pytorch")

@@ -84,7 +84,26 @@ def version_tags(c: Any, run: Any) -> dict[str, str]:
             "autocompress.target": search.get("hardware.target", "")}
     tags.update({f"measured.{k}": repr(float(v)) for k, v in sorted(metrics.items())
                  if not k.startswith(("time_", "epoch"))})
+    tags.update(forms(tags["autocompress.metric"], metrics))
     return {k: str(v) for k, v in tags.items()}
+
+
+def forms(metric: str, metrics: Mapping[str, float]) -> dict[str, str]:
+    """Which form the measurements are of, and which one the registered MLflow Model serves.
+
+    A trial timed as an int8 ONNX graph reports that graph's latency and quality
+    (``measured.<metric>``); the MLflow Model serves the PyTorch model, whose quality is
+    ``measured.<metric>_pytorch``. Both are said, so no one deploys one form on the other's
+    numbers.
+    """
+    served = "pytorch (the trial's model.acz, through the pyfunc flavour)"
+    if f"{metric}_pytorch" not in metrics:
+        return {"autocompress.measured_form": "the served model", "autocompress.served_form":
+                served}
+    return {"autocompress.measured_form": (
+                f"int8 ONNX graph (ONNX Runtime): measured.latency_ms and measured.{metric} are "
+                f"its; the served PyTorch model scores measured.{metric}_pytorch"),
+            "autocompress.served_form": served}
 
 
 def _run_id(uri: str, experiment_or_run: str, budgets: tuple) -> str:
