@@ -5,12 +5,12 @@ Ray's ``OptunaSearch`` tells Optuna only the objective values. This subclass als
 samplers keep infeasible candidates out of the front, and (2) tells trials that the scheduler
 stopped before their final result as PRUNED instead of COMPLETE with truncated metrics.
 With a durable study (an RDB storage) it also owns the trial count and the concurrency: it
-stops suggesting once the study holds ``planned`` trials that were not lost, and while
-``max_concurrent`` of them run; each Optuna trial is tagged with its Tune trial id before it is
-sampled. A search resumed after its driver was killed then runs exactly the planned trials,
-whatever Tune's own saved counter and Ray's ``ConcurrencyLimiter`` (whose saved set of live
-trials can hold lost trials, whose slots never free, and miss restored ones, whose completion
-it then drops) say (see ``mark_lost``).
+stops suggesting once the study holds ``planned`` trials that were not lost, and while Tune's
+``max_concurrent_trials`` of them run; each Optuna trial is tagged with its Tune trial id before
+it is sampled. A search resumed after its driver was killed then runs exactly the planned
+trials, whatever Tune's own saved counter and Ray's ``ConcurrencyLimiter`` (whose saved set of
+live trials can hold lost trials, whose slots never free, and miss restored ones, whose
+completion it then drops) say (see ``mark_lost``).
 It uses ``OptunaSearch._ot_trials`` / ``_ot_study`` (private): Ray's minor version is pinned.
 """
 
@@ -48,11 +48,6 @@ LOST_TRIALS = "lost_trials"  # Optuna study user attribute: Tune ids of the tria
 def counted(study: optuna.Study) -> int:
     """Trials the study holds that count toward the plan (all but the lost ones)."""
     return len(_kept(study))
-
-
-def running(study: optuna.Study) -> int:
-    """Trials that count toward the plan and still run."""
-    return sum(t.state == TrialState.RUNNING for t in _kept(study))
 
 
 def _kept(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
