@@ -79,6 +79,10 @@ def test_artifact_json_compares_with_the_uncompressed_baseline(capsys, artifact)
     out = run_json(capsys, path, "--target", "cpu-onnxruntime", "--int8")
     assert out["runtime"].endswith("int8")
     assert out["totals"]["size_bytes"] == size  # the file's own bytes
+    dynamic = run_json(capsys, path, "--target", "cpu-onnxruntime", "--int8-form", "dynamic")
+    assert dynamic["runtime"].endswith("dynamic") and dynamic["totals"]["latency_ms"] > 0
+    auto = run_json(capsys, path, "--target", "cpu-onnxruntime", "--int8-form", "auto")
+    assert auto["runtime"].endswith("float|int8|dynamic") and auto["layers"]
     assert out["baseline"]["source"] == "digits_cnn (uncompressed)"
     ratios = out["ratios"]
     assert ratios["size_ratio"] > 2 and ratios["macs_ratio"] > 1 and ratios["params_ratio"] > 1
@@ -126,6 +130,7 @@ def test_baseline_recipe_gives_input_and_protocol(capsys, tmp_path):
     (("--target", "cpu"), "--target: invalid value 'cpu'; allowed: one of "
                           + ", ".join(repr(name) for name in sorted(PROFILERS))),
     (("--target", "cpu-torch", "--int8"), "--int8: only the cpu-onnxruntime target runs int8"),
+    (("--target", "cpu-torch", "--int8-form", "auto"), "--int8-form: only the cpu-onnxruntime"),
     (("--batch-size", "0"), "--batch-size: invalid value 0"),
     (("--baseline", "x.yaml"), "--baseline: only for an artifact"),
 ])

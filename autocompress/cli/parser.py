@@ -178,7 +178,11 @@ def _profile(sub: Any) -> None:
     f.add_argument("--threads", type=int, help="intra-op threads (default: the recipe's, else 1)")
     f.add_argument("--batch-size", type=int,
                    help="timed batch size (default: the recipe's, else 1)")
-    f.add_argument("--int8", action="store_true", help="cpu-onnxruntime: time the int8 QDQ graph")
+    f.add_argument("--int8", action="store_true",
+                   help="cpu-onnxruntime: time an int8 graph (static QDQ unless --int8-form)")
+    f.add_argument("--int8-form", choices=("static", "dynamic", "auto"),
+                   help="cpu-onnxruntime: the int8 graph timed: static QDQ, dynamic, or the "
+                        "fastest of float, static and dynamic (auto; layers: the static one)")
     f.add_argument("--baseline", metavar="RECIPE",
                    help="artifact only: recipe of the uncompressed model to compare with, its "
                         "input and protocol (default: the artifact's base model)")

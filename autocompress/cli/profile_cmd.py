@@ -67,11 +67,12 @@ def _profile_target(args: argparse.Namespace, hardware):
     if not hardware.knows(name):
         raise invalid("--target", name, hardware.known_targets())
     overrides: dict[str, Any] = {}
-    if args.int8:
+    if args.int8 or args.int8_form:
         if hardware.kind(name) != "cpu-onnxruntime":
-            raise ConfigError("--int8: only the cpu-onnxruntime target runs int8, not "
+            flag = "--int8-form" if args.int8_form else "--int8"
+            raise ConfigError(f"{flag}: only the cpu-onnxruntime target runs int8, not "
                               f"{hardware.kind(name)!r}")
-        overrides["int8"] = True
+        overrides["int8"] = args.int8_form or "static"
     if args.threads is not None:
         overrides["threads"] = args.threads
     return build_profiler(hardware, name, **overrides)

@@ -1,10 +1,18 @@
-"""The deploy path: an ONNX file of the compressed model, float or int8 (QDQ) for ONNX Runtime.
+"""The deploy path: an ONNX file of the compressed model, float or int8, for ONNX Runtime.
 
 The exported graph computes what the compressed model computes: compressed layers are
 materialised with their effective (quantized / shared / masked) weights, hashed and circulant
-layers with their dense equivalents. With ``int8=True`` the graph is statically quantized to
-8-bit integer weights and activations (per-channel QDQ, calibrated on real inputs), so ONNX
-Runtime runs integer kernels: this is where quantization shows up in measured latency.
+layers with their dense equivalents. Two int8 forms let ONNX Runtime run integer kernels (this
+is where quantization shows up in measured latency):
+
+- ``static`` (``int8=True``): 8-bit weights and activations, per-channel QDQ, activation
+  ranges calibrated on real inputs; usually the fast form of CNNs;
+- ``dynamic``: 8-bit weights, activations quantized at run time from each batch's own range
+  (no calibration); ONNX Runtime's recommended form for transformers, whose activation ranges
+  vary per input.
+
+Which is faster, and which loses less quality, depends on the model and the machine: the
+``cpu-onnxruntime`` target measures it (``int8: auto``), the code never assumes.
 """
 
 from __future__ import annotations
@@ -17,13 +25,27 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from autocompress.errors import invalid
 from autocompress.export.deploy import deployable  # noqa: F401  (re-exported here too)
 
 INPUT, OUTPUT = "input", "logits"
+# the graph forms: float32, static int8 QDQ (calibrated), dynamic int8 (weights only ahead)
+FORMS = ("float", "static", "dynamic")
+
+
+def graph_form(int8: bool | str) -> str:
+    """The form named by an ``int8`` option: False ``float``, True ``static``, or the name."""
+    if int8 is False:
+        return "float"
+    if int8 is True:
+        return "static"
+    if int8 in FORMS:
+        return str(int8)
+    raise invalid("int8", int8, (False, True, *FORMS))
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: str | os.PathLike, *,
-                int8: bool = False, calibration: torch.Tensor | None = None,
+                int8: bool | str = False, calibration: torch.Tensor | None = None,
                 opset: int = 17) -> int:
     """Write the model as ONNX (batch dimension dynamic) and return the file's bytes.
 
@@ -31,20 +53,24 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | os.PathLike
         model: The (compressed) model.
         example: An input batch.
         path: Where to write the ``.onnx`` file.
-        int8: Statically quantize to int8 QDQ (per-channel weights, calibrated activations).
-        calibration: Inputs for activation ranges (defaults to ``example``).
+        int8: The graph's form: False (or ``"float"``) float32; True (or ``"static"``) int8
+            QDQ with per-channel weights and calibrated activations; ``"dynamic"`` int8
+            weights with activations quantized at run time.
+        calibration: Inputs for the static form's activation ranges (defaults to ``example``).
         opset: ONNX opset.
     """
-    path = Path(path)
+    path, form = Path(path), graph_form(int8)
     with tempfile.TemporaryDirectory() as tmp:
-        float_path = Path(tmp) / "float.onnx" if int8 else path
+        float_path = Path(tmp) / "float.onnx" if form != "float" else path
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
             torch.onnx.export(deployable(model), (example,), str(float_path), dynamo=False,
                               input_names=[INPUT], output_names=[OUTPUT], opset_version=opset,
                               dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
-        if int8:
+        if form == "static":
             _quantize_int8(float_path, path, calibration if calibration is not None else example)
+        elif form == "dynamic":
+            _quantize_dynamic(float_path, path)
     return path.stat().st_size
 
 
@@ -70,6 +96,16 @@ def _quantize_int8(source: Path, target: Path, calibration: torch.Tensor) -> Non
     quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ,
                     per_channel=True, weight_type=QuantType.QInt8,
                     activation_type=QuantType.QUInt8, nodes_to_exclude=mask_nodes(source))
+
+
+def _quantize_dynamic(source: Path, target: Path) -> None:
+    """int8 weights (per tensor, signed); activations quantized per batch at run time."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
 
 
 def mask_nodes(path: Path) -> list[str]:

@@ -135,6 +135,8 @@ class BaseProfiler(abc.ABC):
             quiet=quiet, reference_latency_ms=ref_timing.get("latency_ms"),
             reference_latency_p90_ms=ref_timing.get("latency_p90_ms"),
             int8_chosen=bool(timing["int8_chosen"]) if "int8_chosen" in timing else None,
+            int8_dynamic_chosen=(bool(timing["int8_dynamic_chosen"])
+                                 if "int8_dynamic_chosen" in timing else None),
         )
 
     @contextlib.contextmanager

@@ -33,7 +33,7 @@ RELATIVE = frozenset({"latency_ratio", "speedup"})
 # metrics that depend on the device they are measured on (the others describe the model)
 TARGETED = frozenset({"latency_ms", "latency_p90_ms", "latency_spread", "noisy", "quiet",
                       "latency_measured_ms", "latency_measured_p90_ms", "latency_ratio", "speedup",
-                      "int8_chosen",
+                      "int8_chosen", "int8_dynamic_chosen",
                       "reference_latency_ms", "reference_latency_p90_ms"})
 _PATTERN = re.compile(
     r"^\s*([a-z_][a-z0-9_]*)\s*(<=|>=)\s*([^@\s]+)\s*(?:@\s*([A-Za-z0-9_.:-]+))?\s*$")

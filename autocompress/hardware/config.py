@@ -49,10 +49,12 @@ class HardwareConfig:
     # time each candidate paired with the baseline (runs alternating) and anchor its latency to
     # the baseline's: latency_ms = (candidate / baseline, same time window) x baseline latency
     paired: bool = True
-    # cpu-onnxruntime: time the int8 QDQ graph (True), the float one (False), or both paired and
-    # report the faster ("auto"; the form chosen is the metric int8_chosen); a trial timed in
-    # int8 reports the int8 graph's quality (the PyTorch model's as <metric>_pytorch)
-    int8: Any = choice(False, (False, True, "auto"))  # bool or "auto"
+    # cpu-onnxruntime: the ONNX graph timed: float (False), static int8 QDQ calibrated on train
+    # (True or "static"), dynamic int8 ("dynamic": int8 weights, activations quantized per
+    # batch), or all three paired, reporting the fastest ("auto"; the form chosen is the
+    # metrics int8_chosen and int8_dynamic_chosen); a trial timed in int8 reports the int8
+    # graph's quality (the PyTorch model's as <metric>_pytorch)
+    int8: Any = choice(False, (False, True, "static", "dynamic", "auto"))
     # the baseline's recorded latency: the median of this many timing rounds (anchored
     # latency_ms of every candidate scales with it, so one noisy reading must not set it)
     baseline_rounds: int = bounded(3, ge=1)

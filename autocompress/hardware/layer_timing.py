@@ -145,7 +145,8 @@ def _onnxruntime_runs(model: nn.Module, example: torch.Tensor,
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
-        export_onnx(model, example, path, int8=profiler.int8, calibration=profiler.calibration)
+        export_onnx(model, example, path, int8=profiler.layer_form,
+                    calibration=profiler.calibration)
         session = profiler.session(path, profile_prefix=Path(tmp) / "trace")
         feed = {session.get_inputs()[0].name: example.detach().numpy()}
         stats = repeat_until_stable(lambda: session.run(None, feed), profiler.protocol)

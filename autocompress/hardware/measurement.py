@@ -45,8 +45,11 @@ class Measurement:
         reference_latency_ms: Median latency of the reference model timed paired with this
             one (``measure(..., reference=...)``), from the same time window; None otherwise.
         reference_latency_p90_ms: Its 90th percentile.
-        int8_chosen: Which ONNX form a target allowing both (``int8: auto``) timed faster and
-            reports: True for int8 QDQ, False for float; None when the target has one form.
+        int8_chosen: Which ONNX form a target allowing several (``int8: auto``) timed fastest
+            and reports: True for an int8 graph, False for float; None when the target has
+            one form.
+        int8_dynamic_chosen: With ``int8_chosen``, True when that int8 graph is the dynamic
+            one, False for static QDQ; None when the target has one form.
     """
 
     params: int
@@ -70,6 +73,7 @@ class Measurement:
     reference_latency_ms: float | None = None
     reference_latency_p90_ms: float | None = None
     int8_chosen: bool | None = None
+    int8_dynamic_chosen: bool | None = None
 
     @property
     def size_kb(self) -> float:

@@ -23,7 +23,7 @@ from autocompress.hardware.config import Protocol
 from autocompress.hardware.layer_timing import LayerTimes, onnxruntime_layer_times
 from autocompress.hardware.quiet import quiet_node
 from autocompress.hardware.timing import (
-    faster_form,
+    fastest_form,
     repeat_interleaved,
     repeat_until_stable,
     shortcut_protocol,
@@ -81,9 +81,13 @@ class OnnxRuntimeModule(nn.Module):
         return torch.from_numpy(self.session.run(None, feed)[0])
 
 
-def graph_module(model: nn.Module, example: torch.Tensor, *, int8: bool,
+def graph_module(model: nn.Module, example: torch.Tensor, *, int8: bool | str,
                  calibration: torch.Tensor | None = None, threads: int = 1) -> OnnxRuntimeModule:
-    """``model`` exported (float, or int8 QDQ calibrated on ``calibration``) as a module."""
+    """``model`` exported in a form of :func:`~autocompress.export.onnx.export_onnx` as a module.
+
+    ``int8``: False (float), True / ``"static"`` (int8 QDQ calibrated on ``calibration``) or
+    ``"dynamic"``.
+    """
     from autocompress.export.onnx import export_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,62 +101,77 @@ def _discard(_: Any) -> None:
 class OnnxRuntimeCPUProfiler(BaseProfiler):
     """The model exported to ONNX and timed in ONNX Runtime's CPU EP.
 
-    ``int8`` picks the deployed form: False the float graph, True the int8 QDQ graph, ``"auto"``
-    both, timed interleaved in one window, reporting the faster (``int8_chosen`` says which).
-    int8 ranges are calibrated on ``calibration`` (the search passes training inputs; without
-    it, on the timing example).
+    ``int8`` picks the deployed form: False the float graph, True (or ``"static"``) the int8
+    QDQ graph, ``"dynamic"`` the dynamically quantized one, ``"auto"`` all three, timed
+    interleaved in one window, reporting the fastest (``int8_chosen`` and
+    ``int8_dynamic_chosen`` say which). Static int8 ranges are calibrated on ``calibration``
+    (the search passes training inputs; without it, on the timing example).
     """
 
     name = "cpu-onnxruntime"
-    FORMS = (False, True, "auto")
+    FORMS = (False, True, "static", "dynamic", "auto")
 
     def __init__(self, threads: int = 1, protocol: Protocol | None = None,
                  int8: bool | str = False, calibration: torch.Tensor | None = None):
         super().__init__(threads, protocol)
-        if not (int8 is False or int8 is True or int8 == "auto"):
+        if not any(int8 is f if isinstance(f, bool) else int8 == f for f in self.FORMS):
             raise invalid(f"{self.name}.int8", int8, self.FORMS)
         self.int8, self.calibration = int8, calibration
-        self.activation_bits = 8 if int8 is True else 32
+        self.activation_bits = 32 if self.forms[0] == "float" or len(self.forms) > 1 else 8
+
+    @property
+    def forms(self) -> tuple[str, ...]:
+        """The graph forms timed: one, or all three for ``int8: auto``."""
+        from autocompress.export.onnx import FORMS, graph_form
+
+        return FORMS if self.int8 == "auto" else (graph_form(self.int8),)
+
+    @property
+    def layer_form(self) -> str:
+        """The form per-layer times are taken of: the one timed, static int8 for ``auto``."""
+        return self.forms[0] if len(self.forms) == 1 else "static"
 
     @property
     def runtime(self) -> str:  # noqa: D102
         import onnxruntime
 
-        form = {True: " int8", "auto": " int8|float"}.get(self.int8, "")
+        form = "|".join(f if f != "static" else "int8" for f in self.forms)
+        form = {"float": "", "int8": " int8"}.get(form, f" {form}")
         return f"onnxruntime {onnxruntime.__version__}{form}"
 
     @contextlib.contextmanager
     def runner(self, model: nn.Module, example: torch.Tensor
                ) -> Iterator[Callable[[], float | None]]:  # noqa: D102
-        with self.form_runner(model, example, self.int8 is True) as run:
+        with self.form_runner(model, example, self.forms[0]) as run:
             yield run
 
     @contextlib.contextmanager
-    def form_runner(self, model: nn.Module, example: torch.Tensor, int8: bool
+    def form_runner(self, model: nn.Module, example: torch.Tensor, form: bool | str
                     ) -> Iterator[Callable[[], float | None]]:
-        """A runner of the float (or, with ``int8``, the int8 QDQ) graph of ``model``."""
+        """A runner of one graph form of ``model`` (``float``, ``static`` or ``dynamic``)."""
         from autocompress.export.onnx import export_onnx
 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.onnx"
-            export_onnx(model, example, path, int8=int8, calibration=self.calibration)
+            export_onnx(model, example, path, int8=form, calibration=self.calibration)
             s = session(path, self.threads)
         feed = {s.get_inputs()[0].name: example.detach().numpy()}
         yield lambda: _discard(s.run(None, feed))
 
     def _timed(self, model: nn.Module, example: torch.Tensor,
                reference: nn.Module | None = None) -> tuple[Any, bool]:
-        if self.int8 != "auto":
+        if len(self.forms) == 1:
             return super()._timed(model, example, reference)
+        models = [m for m in (model, reference) if m is not None]
         with contextlib.ExitStack() as stack:
             runs = [stack.enter_context(self.form_runner(m, example, form))
-                    for m in (model, reference) if m is not None for form in (False, True)]
+                    for m in models for form in self.forms]
             with quiet_node().timing(self.protocol.quiet_timeout_s) as quiet:
                 timings = repeat_interleaved(runs, self.protocol)
-        timing = faster_form(*timings[:2])
-        if reference is None:
-            return timing, quiet
-        return (timing, faster_form(*timings[2:])), quiet
+        n = len(self.forms)
+        chosen = [fastest_form(dict(zip(self.forms, timings[i * n:(i + 1) * n], strict=True)))
+                  for i in range(len(models))]
+        return (chosen[0] if reference is None else tuple(chosen)), quiet
 
     def _key(self, artifact: bytes, example: torch.Tensor) -> str:
         return super()._key(artifact + repr(self.int8).encode(), example)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 
 import torch
@@ -90,13 +90,32 @@ def repeat_paired(run: Run, ref: Run, p: Protocol) -> tuple[dict[str, float], di
     return timing, ref_timing
 
 
-def faster_form(float_timing: dict[str, float], int8_timing: dict[str, float]
-                ) -> dict[str, float]:
-    """The faster form's timing (by median), with ``int8_chosen`` and both medians."""
-    chosen = int8_timing["latency_ms"] < float_timing["latency_ms"]
-    return {**(int8_timing if chosen else float_timing), "int8_chosen": float(chosen),
-            "latency_float_ms": float_timing["latency_ms"],
-            "latency_int8_ms": int8_timing["latency_ms"]}
+# each ONNX form's median under its own metric name (the static int8 one keeps its old name)
+FORM_LATENCY = {"float": "latency_float_ms", "static": "latency_int8_ms",
+                "dynamic": "latency_int8_dynamic_ms"}
+
+
+def fastest_form(timings: Mapping[str, dict[str, float]]) -> dict[str, float]:
+    """The fastest form's timing (by median), saying which it is and every form's median.
+
+    Args:
+        timings: Each form's timing (``float``, ``static``, ``dynamic``), from one window.
+
+    Returns:
+        The fastest form's statistics plus ``int8_chosen`` (1.0 for an int8 form),
+        ``int8_dynamic_chosen`` (1.0 for the dynamic one) and ``latency_<form>_ms`` of each.
+    """
+    form = min(timings, key=lambda f: timings[f]["latency_ms"])
+    return {**timings[form], "int8_chosen": float(form != "float"),
+            "int8_dynamic_chosen": float(form == "dynamic"),
+            **{FORM_LATENCY[f]: t["latency_ms"] for f, t in timings.items()}}
+
+
+def chosen_form(measured: Mapping[str, float]) -> str:
+    """The form a measurement's ``int8_chosen`` / ``int8_dynamic_chosen`` name."""
+    if measured.get("int8_chosen") != 1.0:
+        return "float"
+    return "dynamic" if measured.get("int8_dynamic_chosen") == 1.0 else "static"
 
 
 def shortcut_protocol(warmup: int, repeats: int, max_seconds: float) -> Protocol:
@@ -105,5 +124,6 @@ def shortcut_protocol(warmup: int, repeats: int, max_seconds: float) -> Protocol
                     max_seconds=max_seconds, target_spread=0.0)
 
 
-__all__ = ["faster_form", "once", "repeat_interleaved", "repeat_paired", "repeat_until_stable",
-           "shortcut_protocol", "summarize", "torch_threads"]
+__all__ = ["FORM_LATENCY", "chosen_form", "fastest_form", "once", "repeat_interleaved",
+           "repeat_paired", "repeat_until_stable", "shortcut_protocol", "summarize",
+           "torch_threads"]

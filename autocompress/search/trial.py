@@ -15,7 +15,7 @@ import math
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,11 @@ from torch import nn
 
 from autocompress.data import DataSplits, as_args, load_data
 from autocompress.export import load_compressed, save_compressed
+from autocompress.export.onnx import graph_form
 from autocompress.hardware import Budget, is_feasible, violations
 from autocompress.hardware.measurement import current_node
 from autocompress.hardware.quiet import quiet_node
+from autocompress.hardware.timing import chosen_form
 from autocompress.methods import CompressionPlan, apply_plan
 from autocompress.recipe import Recipe
 from autocompress.search.failures import Diverged, check_finite, check_loss, failure_result
@@ -88,30 +90,42 @@ def quality(model: nn.Module, splits: DataSplits, recipe: Recipe, split: str = "
                     label_key=splits.label_key)
 
 
-def times_int8(recipe: Recipe, measured: dict[str, float]) -> bool:
-    """Whether the latency reported for ``measured`` is an int8 ONNX graph's (default target)."""
+def deployed_form(recipe: Recipe, measured: Mapping[str, float]) -> str:
+    """The ONNX graph form whose latency ``measured`` reports: float, static or dynamic int8.
+
+    ``float`` also for targets that are not ``cpu-onnxruntime`` (the PyTorch model itself).
+    """
     hw = recipe.hardware
     if hw.kind() != "cpu-onnxruntime" or not hw.int8:
-        return False
-    return hw.int8 is True or measured.get("int8_chosen") == 1.0
+        return "float"
+    if hw.int8 == "auto":
+        return chosen_form(measured)
+    return graph_form(hw.int8)
+
+
+def times_int8(recipe: Recipe, measured: Mapping[str, float]) -> bool:
+    """Whether the latency reported for ``measured`` is an int8 ONNX graph's (default target)."""
+    return deployed_form(recipe, measured) != "float"
 
 
 def deployed_quality(model: nn.Module, splits: DataSplits, recipe: Recipe,
-                     measured: dict[str, float], split: str = "val") -> float:
+                     measured: Mapping[str, float], split: str = "val") -> float:
     """The quality of the form whose latency is reported: ``model``, or its int8 ONNX graph.
 
-    With ``hardware.int8`` true, or ``auto`` where int8 timed faster, the latency is the int8
-    QDQ graph's (activation ranges calibrated on train), so its quality must be that graph's
-    too: static int8 can cost points that the PyTorch model does not show.
+    With ``hardware.int8`` set, or ``auto`` where an int8 graph timed fastest, the latency is
+    that graph's (static QDQ with activation ranges calibrated on train, or dynamic), so its
+    quality must be that graph's too: int8 can cost points that the PyTorch model does not show.
     """
-    if not times_int8(recipe, measured):
+    form = deployed_form(recipe, measured)
+    if form == "float":
         return quality(model, splits, recipe, split)
     from autocompress.hardware.onnxruntime import graph_module
 
     example = example_inputs(model, splits, 1)
     example = example[0] if isinstance(example, tuple) and len(example) == 1 else example
-    calibration = _calibration(model, splits, recipe.training.calibration_samples)[0]
-    graph = graph_module(model, example, int8=True, calibration=calibration)
+    calibration = (_calibration(model, splits, recipe.training.calibration_samples)[0]
+                   if form == "static" else None)
+    graph = graph_module(model, example, int8=form, calibration=calibration)
     return quality(graph, splits, recipe, split)
 
 

@@ -100,9 +100,11 @@ def forms(metric: str, metrics: Mapping[str, float]) -> dict[str, str]:
     if f"{metric}_pytorch" not in metrics:
         return {"autocompress.measured_form": "the served model", "autocompress.served_form":
                 served}
+    kind = "dynamic" if metrics.get("int8_dynamic_chosen") == 1.0 else "static QDQ"
     return {"autocompress.measured_form": (
-                f"int8 ONNX graph (ONNX Runtime): measured.latency_ms and measured.{metric} are "
-                f"its; the served PyTorch model scores measured.{metric}_pytorch"),
+                f"int8 ONNX graph ({kind}, ONNX Runtime): measured.latency_ms and "
+                f"measured.{metric} are its; the served PyTorch model scores "
+                f"measured.{metric}_pytorch"),
             "autocompress.served_form": served}
 
 

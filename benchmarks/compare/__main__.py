@@ -8,10 +8,10 @@ For one model, in one run, from the SAME trained baseline and with the same tria
 fine-tune epochs: the uncompressed model; a uniform sweep (one prune ratio and one bit width for
 every layer, each point fine-tuned like a trial); random search, TPE and NSGA-II over the same
 per-layer space (``run_search`` with ``search.sampler``); Torch-Pruning's uniform 50 % (fine-tuned
-the same way); ONNX Runtime static int8 of the baseline (calibrated on train); PyTorch dynamic
-int8 (MiniLM). Then every front member of every method is timed in one interleaved session
-(``measure.py``) and scored on the test split, and the report (Markdown + PNG plots) is written
-and logged to MLflow (experiment ``benchmark-<suite>``, sqlite store in the work folder).
+the same way); ONNX Runtime static int8 of the baseline (calibrated on train) and its dynamic int8;
+PyTorch dynamic int8 (MiniLM). Then every front member of every method is timed in one interleaved
+session (``measure.py``) and scored on the test split, and the report (Markdown + PNG plots) is
+written and logged to MLflow (experiment ``benchmark-<suite>``, sqlite store in the work folder).
 
 Quick mode (CI): a tiny CNN on 8x8 digits, 2 trials per method, 1 epoch, few timing runs.
 """
@@ -85,6 +85,7 @@ def build_all(bench: build.Bench) -> list[build.Candidate]:
         ray.shutdown()  # the timing session runs without Ray's processes
     out += build.timed(bench, "torch-pruning", lambda: build.torch_pruning(bench))
     out += build.timed(bench, "ort-int8", lambda: build.ort_int8(bench))
+    out += build.timed(bench, "ort-dynamic-int8", lambda: build.ort_dynamic_int8(bench))
     if bench.suite.dynamic_int8:
         out += build.timed(bench, "torch-dynamic-int8", lambda: build.dynamic_int8(bench))
     return out

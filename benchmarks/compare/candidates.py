@@ -34,7 +34,8 @@ class Candidate:
         path: The file whose bytes are its size.
         val_quality: The recipe's metric on val (what chose it), when known.
         plan: A short description of what was done to it.
-        forms: ONNX Runtime forms to time (``float``, ``int8``); empty: not exportable.
+        forms: ONNX Runtime forms to time (``float``, ``int8`` static QDQ, ``dynamic`` int8);
+            empty: not exportable.
         onnx: A ready ONNX file for an ONNX-only candidate.
         figures: Filled by the measurement: latencies, test quality, chosen form.
     """
@@ -45,7 +46,7 @@ class Candidate:
     path: Path
     val_quality: float | None = None
     plan: str = ""
-    forms: tuple[str, ...] = ("float", "int8")
+    forms: tuple[str, ...] = ("float", "int8", "dynamic")
     onnx: Path | None = None
     figures: dict[str, Any] = field(default_factory=dict)
 
@@ -198,6 +199,16 @@ def ort_int8(bench: Bench) -> Candidate:
     export_onnx(bench.teacher, bench.example, path, int8=True, calibration=calibration)
     return Candidate("ort-int8", "baseline int8", None, path, None, "static QDQ int8",
                      forms=("int8",), onnx=path)
+
+
+def ort_dynamic_int8(bench: Bench) -> Candidate:
+    """ONNX Runtime dynamic int8 of the baseline (int8 weights, activations per batch)."""
+    from autocompress.export.onnx import export_onnx
+
+    path = bench.file("baseline-dynamic.onnx")
+    export_onnx(bench.teacher, bench.example, path, int8="dynamic")
+    return Candidate("ort-dynamic-int8", "baseline dynamic", None, path, None,
+                     "ORT quantize_dynamic QInt8", forms=("dynamic",), onnx=path)
 
 
 def dynamic_int8(bench: Bench) -> Candidate:

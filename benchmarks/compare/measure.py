@@ -1,12 +1,13 @@
 """After the searches: time every candidate in ONE interleaved session, then test them.
 
-Each candidate gets its ONNX Runtime forms (the float graph and the int8 QDQ graph calibrated on
-training inputs, as ``int8: auto`` does) and its eager PyTorch form. Rounds go round-robin over
-every (candidate, form) pair, starting one pair later each round so no candidate is always timed
-first or last; a round's figure is the median of its runs, the reported latency the median over
-rounds. Every ORT form is scored on the **test** split and reported as a point of its own (the
-candidate was chosen on val before this): an int8 graph is often faster but less accurate than
-its float graph (static activation ranges), so neither may stand for the other.
+Each candidate gets its ONNX Runtime forms (the float graph, the static int8 QDQ graph calibrated on
+training inputs and the dynamic int8 graph, as ``int8: auto`` does) and its eager PyTorch form.
+Rounds go round-robin over every (candidate, form) pair, starting one pair later each round so no
+candidate is always timed first or last; a round's figure is the median of its runs, the reported
+latency the median over rounds. Every ORT form is scored on the **test** split and reported as a
+point of its own (the candidate was chosen on val before this): an int8 graph is often faster but
+less accurate than its float graph (static activation ranges most of all), so none may stand for
+another.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from autocompress import deployable
 from autocompress.export.onnx import export_onnx
 from autocompress.hardware.onnxruntime import session
 
+# a candidate's form name -> export_onnx's int8 argument
+_INT8 = {"float": False, "int8": True, "dynamic": "dynamic"}
+
 
 def _ort_runner(path: Path, example: torch.Tensor, threads: int) -> tuple[Callable, object]:
     s = session(path, threads)
@@ -38,7 +42,7 @@ def _torch_runner(model, example: torch.Tensor) -> Callable:
 
 
 def prepare(candidates, bench, folder: Path) -> dict[tuple[int, str], tuple[Callable, object]]:
-    """Runners of every candidate's forms: ``(index, 'ort-float'|'ort-int8'|'torch')``."""
+    """Runners of every candidate's forms: ``(index, 'ort-<form>'|'torch')``."""
     hw = bench.recipe.hardware
     example = bench.splits.example_inputs(hw.batch_size, "val")
     calibration = bench.splits.example_inputs(bench.suite.calibration, "train")
@@ -46,11 +50,11 @@ def prepare(candidates, bench, folder: Path) -> dict[tuple[int, str], tuple[Call
     for i, c in enumerate(candidates):
         try:
             if c.onnx is not None:
-                runners[(i, "ort-int8")] = _ort_runner(c.onnx, example, hw.threads)
+                runners[(i, f"ort-{c.forms[0]}")] = _ort_runner(c.onnx, example, hw.threads)
             elif c.model is not None:
                 for form in c.forms:
                     path = folder / f"{i}-{form}.onnx"
-                    export_onnx(c.model, bench.example, path, int8=form == "int8",
+                    export_onnx(c.model, bench.example, path, int8=_INT8[form],
                                 calibration=calibration if form == "int8" else None)
                     runners[(i, f"ort-{form}")] = _ort_runner(path, example, hw.threads)
             if c.model is not None:

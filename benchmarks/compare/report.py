@@ -12,6 +12,7 @@ from benchmarks.compare.scores import Row, speedup
 
 COLORS = {"baseline": "black", "uniform": "tab:orange", "random": "tab:gray", "tpe": "tab:blue",
           "nsga2": "tab:green", "torch-pruning": "tab:red", "ort-int8": "tab:purple",
+          "ort-dynamic-int8": "tab:pink",
           "torch-dynamic-int8": "tab:brown"}
 
 
@@ -125,8 +126,9 @@ def markdown(ctx: dict) -> str:
         f"- timing: one interleaved session after all searches, {ctx['timing']['entries']} "
         f"(candidate, form) pairs x {ctx['timing']['rounds']} rounds x "
         f"{ctx['timing']['runs']} runs, round-robin, median of round medians; "
-        f"ORT {ctx['threads']} thread(s), batch {ctx['batch']}; each candidate's float and "
-        f"int8 QDQ graphs (int8 calibrated on train) are separate points `[float]` / `[int8]`, "
+        f"ORT {ctx['threads']} thread(s), batch {ctx['batch']}; each candidate's float, static "
+        f"int8 QDQ (calibrated on train) and dynamic int8 graphs are separate points "
+        f"`[float]` / `[int8]` / `[dynamic]`, "
         f"each with its own latency and test error ({ctx['timing']['timing_s']:.0f} s)",
         f"- baseline: test error {100 * b.error:.2f}%, ORT {b.ort_ms:.4f} ms, cpu-torch "
         f"{_fmt(b.torch_ms, '.4f')} ms, {b.size:,} bytes (float artifact)",
@@ -160,8 +162,9 @@ def markdown(ctx: dict) -> str:
         "and the baseline with the goal's error tolerance. A method with no member at or "
         "below the reference's error scores 0.",
         "- Sizes: `.acz` artifacts (ours, uniform, baseline), `torch.save` of the pruned "
-        "module (Torch-Pruning), the `.onnx` file (ORT int8), `torch.save` of the state dict "
-        "(dynamic int8); every file was loaded back and the loaded model is what was tested.",
+        "module (Torch-Pruning), the `.onnx` file (ORT static and dynamic int8), `torch.save` "
+        "of the state dict (PyTorch dynamic int8); every file was loaded back and the loaded "
+        "model is what was tested.",
         "",
     ]
     return "\n".join(lines)

@@ -28,7 +28,8 @@ from autocompress.methods import CompressionPlan
 
 def table_path(hw: HardwareConfig, storage: Path) -> Path:
     """Where the default target's table is kept (one per target and settings)."""
-    name = f"latency-table-{hw.target}{'-int8' if hw.int8 else ''}-t{hw.threads}-b{hw.batch_size}"
+    form = "" if not hw.int8 else "-int8-dynamic" if hw.int8 == "dynamic" else "-int8"
+    name = f"latency-table-{hw.target}{form}-t{hw.threads}-b{hw.batch_size}"
     return storage / f"{name}.json"
 
 

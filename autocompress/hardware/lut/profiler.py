@@ -43,7 +43,7 @@ class LatencyTableProfiler(BaseProfiler):
 
     def __init__(self, threads: int = 1, protocol: Protocol | None = None,
                  target: str = "cpu-torch", table: str | os.PathLike | None = None,
-                 int8: bool = False):
+                 int8: bool | str = False):
         super().__init__(threads, protocol)
         LatencyTable(target, int8=int8)  # validates the settings now, not at the first model
         self.target, self.int8 = target, int8

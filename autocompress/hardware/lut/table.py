@@ -91,14 +91,15 @@ class LatencyTable:
         target: A timed CPU target, ``cpu-torch`` or ``cpu-onnxruntime`` (float or int8).
         threads: Intra-op threads of every measurement.
         batch_size: The batch size predictions are for (kernels are keyed by full shapes).
-        int8: ONNX Runtime int8 QDQ (``cpu-onnxruntime`` only).
+        int8: ONNX Runtime int8: True / ``"static"`` the QDQ graph, ``"dynamic"`` the
+            dynamically quantized one (``cpu-onnxruntime`` only; ``"auto"`` is timed static).
         protocol: Timing protocol of kernel measurements (``KERNEL_PROTOCOL`` by default).
         model_protocol: Timing protocol of whole-model measurements (calibration).
         rounds: Timings per entry; the lowest median is kept (see :meth:`_time_all`).
     """
 
     def __init__(self, target: str = "cpu-torch", *, threads: int = 1, batch_size: int = 1,
-                 int8: bool = False, protocol: Protocol | None = None,
+                 int8: bool | str = False, protocol: Protocol | None = None,
                  model_protocol: Protocol | None = None, rounds: int = 3):
         if target not in TIMED_TARGETS:
             raise invalid("latency_table.target", target, TIMED_TARGETS)
@@ -110,7 +111,8 @@ class LatencyTable:
             raise invalid("latency_table.int8", int8, "False unless target is cpu-onnxruntime")
         self.target, self.threads, self.batch_size, self.int8 = target, threads, batch_size, int8
         self.rounds = rounds
-        options = {"int8": True} if int8 else {}
+        # the dynamic int8 form, or static int8 (which also stands for int8: auto's forms)
+        options = {"int8": "dynamic" if int8 == "dynamic" else True} if int8 else {}
         self.kernel_profiler = get_profiler(target, threads=threads,
                                             protocol=protocol or KERNEL_PROTOCOL, **options)
         self.profiler = get_profiler(target, threads=threads, protocol=model_protocol,
