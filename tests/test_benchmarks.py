@@ -16,7 +16,8 @@ from benchmarks.compare.scores import Row, goals, hypervolumes, within
 from benchmarks.compare.suites import SUITES, Uniform
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("baseline", "uniform", "random", "tpe", "nsga2", "torch-pruning", "ort-int8")
+METHODS = ("baseline", "uniform", "random", "tpe", "nsga2", "torch-pruning", "ort-int8",
+           "ort-dynamic-int8")
 
 
 def row(method: str, error: float, ort: float, size: int, label: str = "m") -> Row:
@@ -75,6 +76,8 @@ def test_quick_mode_writes_a_full_report(tmp_path):
     for r in data["rows"]:
         assert Path(r["path"]).stat().st_size == r["size"] > 0
         assert 0.0 <= r["error"] <= 1.0
+    forms = {r["label"].rsplit("[", 1)[-1] for r in data["rows"] if r["method"] == "tpe"}
+    assert {"float]", "int8]", "dynamic]"} <= forms, forms  # each ORT form is its own point
     assert len(data["plots"]) == 2
     for png in data["plots"]:
         blob = Path(png).read_bytes()
