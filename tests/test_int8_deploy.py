@@ -88,6 +88,18 @@ def test_int8_auto_reports_the_fastest_of_three_forms_and_records_it():
     assert {"int8_chosen", "int8_dynamic_chosen"} <= set(measured.metrics())
 
 
+@pytest.mark.parametrize("int8, dynamic", [(True, False), ("static", False), ("dynamic", True)])
+def test_a_single_int8_form_says_which_it_is(int8, dynamic):
+    """So the trial, the registry and pareto read the form from the measurement alone."""
+    profiler = OnnxRuntimeCPUProfiler(protocol=FAST, int8=int8, calibration=torch.randn(32, 8))
+    measured = profiler.measure(tiny(), torch.randn(4, 8), reference=tiny())
+    assert measured.int8_chosen is True and measured.int8_dynamic_chosen is dynamic
+    assert chosen_form(measured.metrics()) == ("dynamic" if dynamic else "static")
+    assert measured.reference_latency_ms is not None
+    float_only = OnnxRuntimeCPUProfiler(protocol=FAST).measure(tiny(), torch.randn(4, 8))
+    assert float_only.int8_chosen is None and float_only.int8_dynamic_chosen is None
+
+
 def test_fastest_form_picks_the_minimum_median():
     timings = {"float": {"latency_ms": 3.0}, "static": {"latency_ms": 2.0},
                "dynamic": {"latency_ms": 1.0}}

@@ -93,3 +93,7 @@ def test_a_version_timed_in_int8_says_its_numbers_are_the_graphs_not_the_served_
     assert said["autocompress.measured_form"].startswith("int8 ONNX graph")
     assert "measured.accuracy_pytorch" in said["autocompress.measured_form"]
     assert said["autocompress.served_form"].startswith("pytorch")
+    assert "static QDQ" in said["autocompress.measured_form"]
+    dynamic = forms("accuracy", {"accuracy": 0.81, "accuracy_pytorch": 0.84,
+                                 "int8_chosen": 1.0, "int8_dynamic_chosen": 1.0})
+    assert dynamic["autocompress.measured_form"].startswith("int8 ONNX graph (dynamic,")

@@ -17,9 +17,12 @@ Which is faster, and which loses less quality, depends on the model and the mach
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -74,9 +77,19 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | os.PathLike
     return path.stat().st_size
 
 
-def _quantize_int8(source: Path, target: Path, calibration: torch.Tensor) -> None:
-    import logging
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """ONNX Runtime's quantizer logs through the root logger: raise it to ERROR meanwhile."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
+
+def _quantize_int8(source: Path, target: Path, calibration: torch.Tensor) -> None:
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -92,20 +105,18 @@ def _quantize_int8(source: Path, target: Path, calibration: torch.Tensor) -> Non
             batch = next(self.batches, None)
             return None if batch is None else {INPUT: batch.numpy()}
 
-    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
-    quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=True, weight_type=QuantType.QInt8,
-                    activation_type=QuantType.QUInt8, nodes_to_exclude=mask_nodes(source))
+    with _quiet_quantizer():
+        quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ,
+                        per_channel=True, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QUInt8, nodes_to_exclude=mask_nodes(source))
 
 
 def _quantize_dynamic(source: Path, target: Path) -> None:
     """int8 weights (per tensor, signed); activations quantized per batch at run time."""
-    import logging
-
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    with _quiet_quantizer():
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
 
 
 def mask_nodes(path: Path) -> list[str]:

@@ -45,11 +45,11 @@ class Measurement:
         reference_latency_ms: Median latency of the reference model timed paired with this
             one (``measure(..., reference=...)``), from the same time window; None otherwise.
         reference_latency_p90_ms: Its 90th percentile.
-        int8_chosen: Which ONNX form a target allowing several (``int8: auto``) timed fastest
-            and reports: True for an int8 graph, False for float; None when the target has
-            one form.
+        int8_chosen: Which ONNX form the latency is of, on ``cpu-onnxruntime`` targets that
+            time an int8 form (the fastest of several with ``int8: auto``): True for an int8
+            graph, False for float; None for other targets and float-only ones.
         int8_dynamic_chosen: With ``int8_chosen``, True when that int8 graph is the dynamic
-            one, False for static QDQ; None when the target has one form.
+            one, False for static QDQ; None where ``int8_chosen`` is.
     """
 
     params: int

@@ -160,8 +160,14 @@ class OnnxRuntimeCPUProfiler(BaseProfiler):
 
     def _timed(self, model: nn.Module, example: torch.Tensor,
                reference: nn.Module | None = None) -> tuple[Any, bool]:
-        if len(self.forms) == 1:
+        if self.forms == ("float",):
             return super()._timed(model, example, reference)
+        if len(self.forms) == 1:  # one int8 form: say which, as auto does
+            timed, quiet = super()._timed(model, example, reference)
+            name = self.forms[0]
+            if reference is None:
+                return fastest_form({name: timed}), quiet
+            return tuple(fastest_form({name: t}) for t in timed), quiet
         models = [m for m in (model, reference) if m is not None]
         with contextlib.ExitStack() as stack:
             runs = [stack.enter_context(self.form_runner(m, example, form))

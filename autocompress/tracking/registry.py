@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autocompress.errors import ConfigError
+from autocompress.hardware.timing import chosen_form
 from autocompress.tracking.pyfunc import MODEL_DIR
 from autocompress.tracking.store import client
 from autocompress.tracking.tracker import PARENT, ROLE, STATUS, TRIAL_ID
@@ -100,7 +101,7 @@ def forms(metric: str, metrics: Mapping[str, float]) -> dict[str, str]:
     if f"{metric}_pytorch" not in metrics:
         return {"autocompress.measured_form": "the served model", "autocompress.served_form":
                 served}
-    kind = "dynamic" if metrics.get("int8_dynamic_chosen") == 1.0 else "static QDQ"
+    kind = {"dynamic": "dynamic", "static": "static QDQ"}.get(chosen_form(metrics), "static QDQ")
     return {"autocompress.measured_form": (
                 f"int8 ONNX graph ({kind}, ONNX Runtime): measured.latency_ms and "
                 f"measured.{metric} are its; the served PyTorch model scores "
